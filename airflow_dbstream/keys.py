@@ -1,0 +1,50 @@
+"""Redis key names of one stream: the stream key and its companions in the same hash slot."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from airflow_dbstream.errors import DbStreamInputError
+
+_VALID_STREAM = re.compile(r"^[\w.:{}\-/]{1,200}$")
+
+
+@dataclass(frozen=True)
+class StreamKeys:
+    """All keys of one stream; every script receives them in KEYS so they share one slot."""
+
+    stream: str
+    seen: str
+    digest: str
+    state: str
+    lock: str
+
+    @classmethod
+    def for_stream(cls, stream: str) -> StreamKeys:
+        validate_stream_name(stream)
+        tag = stream if _has_hash_tag(stream) else "{" + stream + "}"
+        return cls(
+            stream=stream,
+            seen=f"{tag}:seen",
+            digest=f"{tag}:digest",
+            state=f"{tag}:state",
+            lock=f"{tag}:lock",
+        )
+
+
+def _has_hash_tag(stream: str) -> bool:
+    """Redis hashes only the first {...} with a non-empty body; mirror that rule."""
+    start = stream.find("{")
+    if start < 0:
+        return False
+    end = stream.find("}", start + 1)
+    return end > start + 1
+
+
+def validate_stream_name(stream: str) -> None:
+    if not isinstance(stream, str) or not _VALID_STREAM.match(stream):
+        raise DbStreamInputError(
+            f"Invalid stream name {stream!r}: use 1-200 characters among letters, digits, "
+            "'_', '-', '.', ':', '/' and an optional '{hash tag}'."
+        )

@@ -1,0 +1,208 @@
+"""SqlToRedisStreamOperator: one polling cycle from a SQL connection into a Redis Stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from airflow_dbstream.encoding import RowEncoder
+from airflow_dbstream.epoch import check_unit, datetime_to_us, load_timezone, us_to_datetime
+from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.sources import Source
+from airflow_dbstream.window import lag_seconds, next_watermark, plan_window
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+RESERVED_PARAMETERS = ("window_start", "window_end")
+
+
+def _iso(epoch_us: int | None) -> str | None:
+    return None if epoch_us is None else us_to_datetime(epoch_us).isoformat()
+
+
+class SqlToRedisStreamOperator(BaseOperator):
+    """
+    Run one cycle: read the window of recently modified rows and append new versions to a stream.
+
+    The watermark is committed only when the whole window has been processed, so a failed cycle
+    can be cleared and rerun from the UI; rows already emitted are recognised and not sent again.
+
+    :param sql_conn_id: any Airflow connection whose hook is a common-sql DbApiHook.
+    :param redis_conn_id: a ``redis`` connection (TLS, ACL, db and cluster extras work).
+    :param sql: a SELECT (or a ``.sql`` file), templated, binding ``window_start`` and optionally
+        ``window_end`` in the driver's named style (``%(window_start)s`` or ``:window_start``).
+    :param stream: the stream key; companion keys share its hash slot.
+    :param pkey_column: the primary key column, or a list of them for a composite key.
+    :param epoch_column: the modification time: timestamp, datetime, date or numeric epoch.
+    :param lookback: how far before the watermark each window starts: longest transaction plus
+        the writers' clock skew. A row committed later than this after its timestamp can be missed.
+    :param variant: a label copied into every message, e.g. ``customer.v1``.
+    :param start_from: where the first cycle starts; None reads the whole table (a full snapshot).
+    :param maxlen: approximate cap on the stream's length (XADD MAXLEN ~).
+    :param batch_size: rows fetched and emitted per script call.
+    :param parameters: more bound parameters for the SQL.
+    :param source_timezone: the IANA zone in which naive timestamps are read.
+    :param epoch_unit: for numeric epoch columns: 's', 'ms' or 'us'.
+    """
+
+    template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    ui_color = "#fde2e4"
+
+    def __init__(
+        self,
+        *,
+        sql_conn_id: str,
+        redis_conn_id: str = RedisStreamHook.default_conn_name,
+        sql: str,
+        stream: str,
+        pkey_column: str | Sequence[str],
+        epoch_column: str,
+        lookback: timedelta,
+        variant: str,
+        start_from: datetime | None = None,
+        maxlen: int | None = None,
+        batch_size: int = 1000,
+        parameters: Mapping[str, Any] | None = None,
+        source_timezone: str = "UTC",
+        epoch_unit: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
+            raise DbStreamInputError(
+                f"lookback must be a positive timedelta (longest transaction + writers' clock skew), "
+                f"got {lookback!r}."
+            )
+        if batch_size < 1:
+            raise DbStreamInputError(f"batch_size must be at least 1, got {batch_size!r}.")
+        if maxlen is not None and maxlen < 1:
+            raise DbStreamInputError(f"maxlen must be None or a positive length, got {maxlen!r}.")
+        pkeys = [pkey_column] if isinstance(pkey_column, str) else list(pkey_column)
+        if not pkeys or not all(isinstance(c, str) and c for c in pkeys):
+            raise DbStreamInputError(f"pkey_column must be a column name or a list of them, got {pkey_column!r}.")
+        clash = [p for p in RESERVED_PARAMETERS if p in (parameters or {})]
+        if clash:
+            raise DbStreamInputError(f"parameters must not set {clash}: the operator binds them each cycle.")
+        self.sql_conn_id = sql_conn_id
+        self.redis_conn_id = redis_conn_id
+        self.sql = sql
+        self.stream = stream
+        self.pkey_column = pkey_column
+        self.epoch_column = epoch_column
+        self.lookback = lookback
+        self.variant = variant
+        self.start_from = start_from
+        self.maxlen = maxlen
+        self.batch_size = batch_size
+        self.parameters = parameters
+        self.source_timezone = source_timezone
+        self.epoch_unit = check_unit(epoch_unit)
+
+    @property
+    def pkey_columns(self) -> list[str]:
+        return [self.pkey_column] if isinstance(self.pkey_column, str) else list(self.pkey_column)
+
+    def get_source_hook(self) -> Any:
+        """The DbApiHook of ``sql_conn_id``; anything else is refused with a clear message."""
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        try:
+            connection = BaseHook.get_connection(self.sql_conn_id)
+        except Exception as exc:
+            if type(exc).__name__ not in ("AirflowNotFoundException", "ConnectionNotFound"):
+                raise
+            raise DbStreamInputError(
+                f"sql_conn_id {self.sql_conn_id!r} is not defined: create it in Admin > Connections "
+                f"or as AIRFLOW_CONN_{self.sql_conn_id.upper()}."
+            ) from None
+        hook = connection.get_hook()
+        if not isinstance(hook, DbApiHook):
+            raise DbStreamInputError(
+                f"sql_conn_id {self.sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
+                f"{type(hook).__name__} is not a SQL (DbApiHook) hook; point it at a SQL database."
+            )
+        return hook
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        started = time.monotonic()
+        keys = StreamKeys.for_stream(self.stream)
+        tz = load_timezone(self.source_timezone)
+        source = Source.for_hook(self.get_source_hook(), tz, self.epoch_unit)
+        source.check_sql(self.sql, self.stream)
+        redis = RedisStreamHook(self.redis_conn_id)
+        lookback_us = self.lookback // timedelta(microseconds=1)
+        start_from_us = None if self.start_from is None else datetime_to_us(self.start_from, tz)
+
+        state = redis.read_state(keys)
+        rows_read = emitted = duplicates = 0
+        max_epoch_us: int | None = None
+        source.open()
+        try:
+            db_now_us = source.now_us()
+            window = plan_window(state.watermark_us, lookback_us, start_from_us, db_now_us)
+            params = {
+                **(self.parameters or {}),
+                "window_start": source.bind(window.start_us),
+                "window_end": source.bind(window.end_us, is_end=True),
+            }
+            encoder: RowEncoder | None = None
+            for columns, rows in source.batches(self.sql, params, self.batch_size):
+                if encoder is None:
+                    encoder = RowEncoder(
+                        self.stream, columns, self.pkey_columns, self.epoch_column, tz, self.epoch_unit
+                    )
+                messages = [encoder.encode(row, rows_read + i + 1) for i, row in enumerate(rows)]
+                result = redis.emit(keys, self.variant, self.maxlen, messages)
+                rows_read += len(messages)
+                emitted += result.emitted
+                duplicates += result.duplicates
+                batch_max = max(m.epoch_us for m in messages)
+                max_epoch_us = batch_max if max_epoch_us is None else max(max_epoch_us, batch_max)
+        finally:
+            source.close()
+
+        watermark_us = next_watermark(state.watermark_us, max_epoch_us, db_now_us)
+        figures: dict[str, Any] = {
+            "stream": self.stream,
+            "rows_read": rows_read,
+            "emitted": emitted,
+            "duplicates": duplicates,
+            "window_start": _iso(window.start_us),
+            "window_end": _iso(window.end_us),
+            "watermark": _iso(watermark_us),
+            "lag_seconds": lag_seconds(watermark_us, db_now_us),
+            "duration_seconds": round(time.monotonic() - started, 3),
+        }
+        committed_us = redis.commit(
+            keys,
+            watermark_us,
+            lookback_us,
+            {**figures, "last_cycle_at": datetime.now(UTC).isoformat()},
+        )
+        if committed_us != watermark_us:  # another cycle committed further meanwhile
+            figures["watermark"] = _iso(committed_us)
+            figures["lag_seconds"] = lag_seconds(committed_us, db_now_us)
+        self.log.info(
+            "Cycle of stream %s: rows_read=%d emitted=%d duplicates=%d window=[%s, %s) watermark=%s "
+            "lag_seconds=%s duration_seconds=%s%s",
+            self.stream,
+            rows_read,
+            emitted,
+            duplicates,
+            figures["window_start"],
+            figures["window_end"],
+            figures["watermark"],
+            figures["lag_seconds"],
+            figures["duration_seconds"],
+            " (snapshot)" if window.snapshot else "",
+        )
+        return figures

@@ -1,0 +1,146 @@
+"""What differs between source databases: the clock, the window's bound form, the streaming cursor.
+
+A source wraps a DbApiHook's DB-API connection; it imports no driver and no Airflow module.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from airflow_dbstream.epoch import datetime_to_us, us_to_datetime, us_to_naive, us_to_number, us_to_text
+from airflow_dbstream.errors import DbStreamInputError
+
+Batch = tuple[list[str], Sequence[Sequence[Any]]]
+
+
+class Source:
+    """A generic DB-API source: worker clock, naive bounds, plain cursor with fetchmany."""
+
+    kind = "generic"
+    named_placeholder = r"(%\({name}\)s|:{name}\b)"
+    placeholder_example = "%(window_start)s or :window_start"
+
+    def __init__(self, hook: Any, tz: tzinfo, epoch_unit: str | None) -> None:
+        self.hook = hook
+        self.tz = tz
+        self.epoch_unit = epoch_unit
+        self.conn: Any = None
+
+    @staticmethod
+    def for_hook(hook: Any, tz: tzinfo, epoch_unit: str | None) -> Source:
+        conn_type = getattr(hook, "conn_type", "") or ""
+        for cls in (PostgresSource, SqliteSource):
+            if conn_type in cls.conn_types:
+                return cls(hook, tz, epoch_unit)
+        return Source(hook, tz, epoch_unit)
+
+    conn_types: tuple[str, ...] = ()
+
+    def binds(self, sql: str, name: str) -> bool:
+        return re.search(self.named_placeholder.format(name=re.escape(name)), sql) is not None
+
+    def check_sql(self, sql: str, stream: str) -> None:
+        if not self.binds(sql, "window_start"):
+            raise DbStreamInputError(
+                f"Stream {stream!r}: the SQL does not bind window_start, so every cycle would read the "
+                f"whole table. Filter on the epoch column with {self.placeholder_example}, e.g. "
+                f"WHERE updated_at >= {self.placeholder_example.split(' or ')[0]}."
+            )
+
+    def open(self) -> None:
+        self.conn = self.hook.get_conn()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.rollback()
+            except Exception:  # noqa: BLE001 - a broken connection is closed all the same
+                pass
+            self.conn.close()
+            self.conn = None
+
+    def now_us(self) -> int:
+        """The source's own clock; the generic source can only use the worker's."""
+        return time.time_ns() // 1000
+
+    def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
+        if self.epoch_unit is not None:
+            return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
+        return us_to_naive(epoch_us, self.tz)
+
+    def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
+        with closing(self.conn.cursor()) as cursor:
+            cursor.execute(sql, parameters)
+            yield from _fetch(cursor, batch_size)
+
+
+class PostgresSource(Source):
+    """Server-side (named) cursor, session time zone set to source_timezone, clock_timestamp()."""
+
+    kind = "postgres"
+    conn_types = ("postgres", "postgresql")
+    named_placeholder = r"%\({name}\)s"
+    placeholder_example = "%(window_start)s"
+
+    def open(self) -> None:
+        super().open()
+        with closing(self.conn.cursor()) as cursor:
+            # Naive timestamp columns compare against our bounds in the source's own time zone.
+            cursor.execute("SELECT set_config('TimeZone', %s, false)", (str(self.tz),))
+
+    def now_us(self) -> int:
+        with closing(self.conn.cursor()) as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            (now,) = cursor.fetchone()
+        self.conn.commit()
+        return datetime_to_us(now, UTC)
+
+    def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
+        if self.epoch_unit is not None:
+            return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
+        return us_to_datetime(epoch_us)
+
+    def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
+        cursor = self.conn.cursor(name=f"dbstream_{uuid.uuid4().hex}")
+        if hasattr(cursor, "itersize"):  # psycopg2
+            cursor.itersize = batch_size
+        with closing(cursor):
+            cursor.execute(sql, parameters)
+            yield from _fetch(cursor, batch_size)
+
+
+class SqliteSource(Source):
+    """SQLite steps its cursor lazily; its clock is UTC text, its timestamps usually text."""
+
+    kind = "sqlite"
+    conn_types = ("sqlite",)
+    named_placeholder = r":{name}\b"
+    placeholder_example = ":window_start"
+
+    def now_us(self) -> int:
+        with closing(self.conn.cursor()) as cursor:
+            cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+            (now,) = cursor.fetchone()
+        return datetime_to_us(datetime.fromisoformat(now), UTC)
+
+    def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
+        if self.epoch_unit is not None:
+            return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
+        return us_to_text(epoch_us, self.tz)
+
+
+def _fetch(cursor: Any, batch_size: int) -> Iterator[Batch]:
+    rows = cursor.fetchmany(batch_size)
+    # Some drivers (psycopg2 named cursors) describe the result only after the first fetch.
+    columns = [d[0] for d in cursor.description or ()]
+    if not columns:
+        raise DbStreamInputError("The SQL returned no result set; it must be a single SELECT.")
+    while rows:
+        yield columns, rows
+        rows = cursor.fetchmany(batch_size)

@@ -1,0 +1,37 @@
+-- emit.lua: append each new or changed row version to the stream, exactly once.
+-- A version is emitted when its pkey is new to `seen`, its epoch is newer than the score there,
+-- or its epoch equals the score but its payload digest differs. XADD, ZADD and HSET run in this
+-- one atomic call, so the stream and the dedup state never disagree.
+-- KEYS[1] stream   KEYS[2] seen (zset pkey -> epoch)   KEYS[3] digest (hash pkey -> digest)
+-- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
+-- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload
+-- Returns {emitted, duplicates}.
+local stream, seen, digests = KEYS[1], KEYS[2], KEYS[3]
+local variant = ARGV[1]
+local maxlen = tonumber(ARGV[2])
+local emitted, duplicates = 0, 0
+
+for i = 3, #ARGV, 4 do
+  local pkey, epoch, digest, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local last = redis.call('ZSCORE', seen, pkey)
+  local fresh = not last
+  if not fresh then
+    local e, l = tonumber(epoch), tonumber(last)
+    fresh = e > l or (e == l and redis.call('HGET', digests, pkey) ~= digest)
+  end
+  if fresh then
+    if maxlen > 0 then
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+        'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey)
+    else
+      redis.call('XADD', stream, '*',
+        'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey)
+    end
+    redis.call('ZADD', seen, epoch, pkey)
+    redis.call('HSET', digests, pkey, digest)
+    emitted = emitted + 1
+  else
+    duplicates = duplicates + 1
+  end
+end
+return {emitted, duplicates}
