@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -186,7 +187,7 @@ class SqlToRedisStreamOperator(BaseOperator):
             keys,
             watermark_us,
             lookback_us,
-            {**figures, "last_cycle_at": datetime.now(UTC).isoformat()},
+            {"last_cycle": json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()})},
         )
         if committed_us != watermark_us:  # another cycle committed further meanwhile
             figures["watermark"] = _iso(committed_us)
