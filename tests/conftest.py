@@ -1,0 +1,192 @@
+"""Fixtures that reach the real servers of this machine: Redis, Postgres and SQLite files.
+
+Connections reach the operator the way they reach it in production: AIRFLOW_CONN_* variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dbstream-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+
+REDIS_HOST = os.environ.get("DBSTREAM_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("DBSTREAM_TEST_REDIS_PORT", "6379"))
+PG_DSN = os.environ.get("DBSTREAM_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+REDIS_CONN = {"conn_type": "redis", "host": REDIS_HOST, "port": REDIS_PORT}
+PG_CONN = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "test"}
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, spec: dict) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(spec))
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    client.ping()  # no Redis is a failure, never a skip
+    return client
+
+
+@pytest.fixture
+def stream(redis_client: redis.Redis) -> Iterator[str]:
+    """A fresh stream key per test; its companion keys are removed afterwards."""
+    name = f"test:{uuid.uuid4().hex[:12]}"
+    yield name
+    tag = "{" + name + "}"
+    redis_client.delete(name, f"{tag}:seen", f"{tag}:digest", f"{tag}:state", f"{tag}:lock")
+
+
+@pytest.fixture(autouse=True)
+def redis_connection(monkeypatch: pytest.MonkeyPatch) -> str:
+    set_connection(monkeypatch, "redis_test", REDIS_CONN)
+    return "redis_test"
+
+
+class SourceTable:
+    """A customers-like table on a real source database, with the SQL the operator runs on it."""
+
+    kind: str
+    conn_id: str
+    sql: str
+
+    def insert(self, rows: list[tuple[int, str, datetime]]) -> None: ...
+
+    def set(self, pkey: int, name: str, updated_at: datetime) -> None: ...
+
+    def now(self) -> datetime: ...
+
+    def close(self) -> None: ...
+
+
+class PostgresTable(SourceTable):
+    kind = "postgres"
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.name = f"customers_{uuid.uuid4().hex[:10]}"
+        self.conn_id = "pg_test"
+        set_connection(monkeypatch, self.conn_id, PG_CONN)
+        self.db = psycopg.connect(PG_DSN, autocommit=True)
+        self.db.execute(
+            f"CREATE TABLE {self.name} (id bigint PRIMARY KEY, name text NOT NULL, "
+            "updated_at timestamptz NOT NULL)"
+        )
+        self.sql = f"SELECT id, name, updated_at FROM {self.name} WHERE updated_at >= %(window_start)s"
+        self.newest_first = self.sql + " ORDER BY updated_at DESC"
+
+    def insert(self, rows):
+        with self.db.cursor() as cur:
+            cur.executemany(f"INSERT INTO {self.name} (id, name, updated_at) VALUES (%s, %s, %s)", rows)
+
+    def set(self, pkey, name, updated_at):
+        self.db.execute(f"UPDATE {self.name} SET name = %s, updated_at = %s WHERE id = %s", (name, updated_at, pkey))
+
+    def execute(self, sql: str, params=()) -> None:
+        self.db.execute(sql.format(table=self.name), params)
+
+    def now(self):
+        return self.db.execute("SELECT clock_timestamp()").fetchone()[0]
+
+    def close(self):
+        self.db.execute(f"DROP TABLE IF EXISTS {self.name}")
+        self.db.close()
+
+
+class SqliteTable(SourceTable):
+    """SQLite keeps timestamps as UTC text, the way legacy SQLite applications usually do."""
+
+    kind = "sqlite"
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        self.name = "customers"
+        self.path = tmp_path / "source.sqlite"
+        self.conn_id = "sqlite_test"
+        set_connection(monkeypatch, self.conn_id, {"conn_type": "sqlite", "host": str(self.path)})
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, updated_at TEXT NOT NULL)")
+        self.sql = "SELECT id, name, updated_at FROM customers WHERE updated_at >= :window_start"
+        self.newest_first = self.sql + " ORDER BY updated_at DESC"
+
+    @staticmethod
+    def _text(value: datetime) -> str:
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def insert(self, rows):
+        self.db.executemany(
+            "INSERT INTO customers (id, name, updated_at) VALUES (?, ?, ?)",
+            [(i, n, self._text(t)) for i, n, t in rows],
+        )
+
+    def set(self, pkey, name, updated_at):
+        self.db.execute("UPDATE customers SET name = ?, updated_at = ? WHERE id = ?", (name, self._text(updated_at), pkey))
+
+    def execute(self, sql: str, params=()) -> None:
+        self.db.execute(sql.format(table=self.name), params)
+
+    def now(self):
+        return datetime.now(UTC)
+
+    def close(self):
+        self.db.close()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def source(request, monkeypatch, tmp_path) -> Iterator[SourceTable]:
+    table = PostgresTable(monkeypatch) if request.param == "postgres" else SqliteTable(monkeypatch, tmp_path)
+    yield table
+    table.close()
+
+
+@pytest.fixture
+def pg_table(monkeypatch) -> Iterator[PostgresTable]:
+    table = PostgresTable(monkeypatch)
+    yield table
+    table.close()
+
+
+def make_operator(source: SourceTable, stream: str, **overrides):
+    from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
+
+    kwargs = dict(
+        task_id="cycle",
+        sql_conn_id=source.conn_id,
+        redis_conn_id="redis_test",
+        sql=source.sql,
+        stream=stream,
+        pkey_column="id",
+        epoch_column="updated_at",
+        lookback=timedelta(hours=1),
+        variant="customer.v1",
+        batch_size=100,
+    )
+    kwargs.update(overrides)
+    return SqlToRedisStreamOperator(**kwargs)
+
+
+def run_cycle(source: SourceTable, stream: str, **overrides) -> dict:
+    return make_operator(source, stream, **overrides).execute(context={})
+
+
+def read_stream(client: redis.Redis, stream: str) -> list[dict[str, str]]:
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()} for _id, fields in client.xrange(stream, "-", "+")
+    ]
+
+
+def watermark(client: redis.Redis, stream: str) -> int | None:
+    value = client.hget("{" + stream + "}:state", "watermark")
+    return int(value) if value else None
