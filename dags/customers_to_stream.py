@@ -1,0 +1,47 @@
+"""Every minute, stream the changed rows of the CRM's customers table into the `customers` stream.
+
+Connections (Admin > Connections, or AIRFLOW_CONN_* variables):
+  crm_db         the source database (here Postgres; any common-sql connection works)
+  redis_default  the target Redis (the redis provider's connection: TLS, ACL, cluster extras)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
+
+with DAG(
+    dag_id="customers_to_stream",
+    description="Poll crm_db.customers and append new or changed rows to the Redis stream `customers`",
+    schedule=timedelta(minutes=1),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # one cycle per stream at a time
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+    },
+    tags=["dbstream", "example"],
+) as dag:
+    SqlToRedisStreamOperator(
+        task_id="customers_to_stream",
+        sql_conn_id="crm_db",
+        redis_conn_id="redis_default",
+        sql="sql/customers_changed.sql",
+        stream="customers",
+        pkey_column="id",
+        epoch_column="updated_at",
+        lookback=timedelta(minutes=15),
+        variant="customer.v1",
+        start_from=None,  # first cycle: a full snapshot
+        maxlen=1_000_000,
+        batch_size=1000,
+        source_timezone="UTC",
+        execution_timeout=timedelta(minutes=10),
+    )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the test suite on the real servers; "no tests ran" (pytest exit 5) is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+.venv/bin/pytest "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+    echo "test.sh: pytest collected no tests; that is a failure" >&2
+    exit 1
+fi
+exit "$status"
