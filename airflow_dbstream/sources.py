@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -58,10 +58,8 @@ class Source:
 
     def close(self) -> None:
         if self.conn is not None:
-            try:
+            with suppress(Exception):
                 self.conn.rollback()
-            except Exception:  # noqa: BLE001 - a broken connection is closed all the same
-                pass
             self.conn.close()
             self.conn = None
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Run the test suite on the real servers; "no tests ran" (pytest exit 5) is a failure.
+# Lint, then run the test suite on the real servers; "no tests ran" (pytest exit 5) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+.venv/bin/ruff check . && .venv/bin/ruff format --check . || exit 1
 .venv/bin/pytest "$@"
 status=$?
 if [ "$status" -eq 5 ]; then

@@ -19,8 +19,8 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dbstream-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
+import psycopg
+import redis
 
 REDIS_HOST = os.environ.get("DBSTREAM_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("DBSTREAM_TEST_REDIS_PORT", "6379"))
@@ -93,7 +93,9 @@ class PostgresTable(SourceTable):
             cur.executemany(f"INSERT INTO {self.name} (id, name, updated_at) VALUES (%s, %s, %s)", rows)
 
     def set(self, pkey, name, updated_at):
-        self.db.execute(f"UPDATE {self.name} SET name = %s, updated_at = %s WHERE id = %s", (name, updated_at, pkey))
+        self.db.execute(
+            f"UPDATE {self.name} SET name = %s, updated_at = %s WHERE id = %s", (name, updated_at, pkey)
+        )
 
     def execute(self, sql: str, params=()) -> None:
         self.db.execute(sql.format(table=self.name), params)
@@ -117,7 +119,9 @@ class SqliteTable(SourceTable):
         self.conn_id = "sqlite_test"
         set_connection(monkeypatch, self.conn_id, {"conn_type": "sqlite", "host": str(self.path)})
         self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, updated_at TEXT NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, updated_at TEXT NOT NULL)"
+        )
         self.sql = "SELECT id, name, updated_at FROM customers WHERE updated_at >= :window_start"
         self.newest_first = self.sql + " ORDER BY updated_at DESC"
 
@@ -132,7 +136,9 @@ class SqliteTable(SourceTable):
         )
 
     def set(self, pkey, name, updated_at):
-        self.db.execute("UPDATE customers SET name = ?, updated_at = ? WHERE id = ?", (name, self._text(updated_at), pkey))
+        self.db.execute(
+            "UPDATE customers SET name = ?, updated_at = ? WHERE id = ?", (name, self._text(updated_at), pkey)
+        )
 
     def execute(self, sql: str, params=()) -> None:
         self.db.execute(sql.format(table=self.name), params)

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseHook, BaseOperator
 
@@ -55,7 +55,7 @@ class SqlToRedisStreamOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
     ui_color = "#fde2e4"
 
     def __init__(
@@ -89,7 +89,9 @@ class SqlToRedisStreamOperator(BaseOperator):
             raise DbStreamInputError(f"maxlen must be None or a positive length, got {maxlen!r}.")
         pkeys = [pkey_column] if isinstance(pkey_column, str) else list(pkey_column)
         if not pkeys or not all(isinstance(c, str) and c for c in pkeys):
-            raise DbStreamInputError(f"pkey_column must be a column name or a list of them, got {pkey_column!r}.")
+            raise DbStreamInputError(
+                f"pkey_column must be a column name or a list of them, got {pkey_column!r}."
+            )
         clash = [p for p in RESERVED_PARAMETERS if p in (parameters or {})]
         if clash:
             raise DbStreamInputError(f"parameters must not set {clash}: the operator binds them each cycle.")

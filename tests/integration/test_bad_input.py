@@ -80,14 +80,18 @@ def test_sql_that_does_not_bind_window_start(source, stream, redis_client, prime
 
 
 def test_unknown_connection_id(source, stream, redis_client, primed):
-    with pytest.raises(DbStreamInputError, match=r"sql_conn_id 'no_such_db' is not defined.*AIRFLOW_CONN_NO_SUCH_DB"):
+    with pytest.raises(
+        DbStreamInputError, match=r"sql_conn_id 'no_such_db' is not defined.*AIRFLOW_CONN_NO_SUCH_DB"
+    ):
         run_cycle(source, stream, sql_conn_id="no_such_db")
     _assert_unchanged(redis_client, stream, primed)
 
 
 def test_connection_that_is_not_sql(source, stream, redis_client, primed, monkeypatch):
     set_connection(monkeypatch, "not_sql", {"conn_type": "redis", "host": "127.0.0.1"})
-    with pytest.raises(DbStreamInputError, match=r"'not_sql' is a 'redis' connection .*not a SQL \(DbApiHook\)"):
+    with pytest.raises(
+        DbStreamInputError, match=r"'not_sql' is a 'redis' connection .*not a SQL \(DbApiHook\)"
+    ):
         run_cycle(source, stream, sql_conn_id="not_sql")
     _assert_unchanged(redis_client, stream, primed)
 
@@ -95,7 +99,9 @@ def test_connection_that_is_not_sql(source, stream, redis_client, primed, monkey
 def test_unencodable_value_names_the_column(pg_table, stream, redis_client):
     pg_table.insert([(1, "x", pg_table.now())])
     sql = pg_table.sql.replace("SELECT id,", "SELECT id, int4range(1, 5) AS location,")
-    with pytest.raises(DbStreamInputError, match=r"column 'location' of row 1 \(pkey '1'\).*cast it in the SQL"):
+    with pytest.raises(
+        DbStreamInputError, match=r"column 'location' of row 1 \(pkey '1'\).*cast it in the SQL"
+    ):
         run_cycle(pg_table, stream, sql=sql)
     assert read_stream(redis_client, stream) == []
     assert watermark(redis_client, stream) is None

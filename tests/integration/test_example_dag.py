@@ -69,13 +69,21 @@ def airflow_env(tmp_path):
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_CRM_DB": json.dumps(
-            {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": DAG_DB}
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": "postgres",
+                "schema": DAG_DB,
+            }
         ),
         "AIRFLOW_CONN_REDIS_DEFAULT": json.dumps(
             {"conn_type": "redis", "host": REDIS_HOST, "port": REDIS_PORT, "extra": {"db": REDIS_DB}}
         ),
     }
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+    )
     yield env, target, f"host=127.0.0.1 user=postgres dbname={DAG_DB}"
     target.flushdb()
     admin.execute(f"DROP DATABASE IF EXISTS {DAG_DB} WITH (FORCE)")
