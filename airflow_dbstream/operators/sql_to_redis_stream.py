@@ -16,6 +16,7 @@ from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
 from airflow_dbstream.sources import Source
+from airflow_dbstream.status import record_status
 from airflow_dbstream.window import lag_seconds, next_watermark, plan_window
 
 if TYPE_CHECKING:
@@ -26,6 +27,15 @@ RESERVED_PARAMETERS = ("window_start", "window_end")
 
 def _iso(epoch_us: int | None) -> str | None:
     return None if epoch_us is None else us_to_datetime(epoch_us).isoformat()
+
+
+def _duration(name: str, value: timedelta | float, *, positive: bool) -> timedelta:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    if not isinstance(value, timedelta) or value < timedelta(0) or (positive and not value):
+        kind = "a positive" if positive else "a non-negative"
+        raise DbStreamInputError(f"{name} must be {kind} timedelta (or seconds), got {value!r}.")
+    return value
 
 
 class SqlToRedisStreamOperator(BaseOperator):
@@ -51,6 +61,9 @@ class SqlToRedisStreamOperator(BaseOperator):
     :param parameters: more bound parameters for the SQL.
     :param source_timezone: the IANA zone in which naive timestamps are read.
     :param epoch_unit: for numeric epoch columns: 's', 'ms' or 'us'.
+    :param run_for: None runs one cycle; a duration runs cycles back to back for that long (for a
+        ``@continuous`` DAG: changes reach the stream within about ``poll_interval``).
+    :param poll_interval: the pause between two cycles when ``run_for`` is set.
     """
 
     template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
@@ -75,6 +88,8 @@ class SqlToRedisStreamOperator(BaseOperator):
         parameters: Mapping[str, Any] | None = None,
         source_timezone: str = "UTC",
         epoch_unit: str | None = None,
+        run_for: timedelta | float | None = None,
+        poll_interval: timedelta | float = timedelta(seconds=1),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +124,8 @@ class SqlToRedisStreamOperator(BaseOperator):
         self.parameters = parameters
         self.source_timezone = source_timezone
         self.epoch_unit = check_unit(epoch_unit)
+        self.run_for = None if run_for is None else _duration("run_for", run_for, positive=True)
+        self.poll_interval = _duration("poll_interval", poll_interval, positive=False)
 
     @property
     def pkey_columns(self) -> list[str]:
@@ -136,6 +153,28 @@ class SqlToRedisStreamOperator(BaseOperator):
         return hook
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.run_for is None:
+            return self._cycle_and_status(context)
+        deadline = time.monotonic() + self.run_for.total_seconds()
+        pause = self.poll_interval.total_seconds()
+        totals = dict.fromkeys(("rows_read", "emitted", "duplicates"), 0)
+        cycles = 0
+        while True:
+            figures = self._cycle_and_status(context)
+            cycles += 1
+            for name in totals:
+                totals[name] += figures[name]
+            if time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+        return {**figures, "cycles": cycles, **{f"{name}_total": n for name, n in totals.items()}}
+
+    def _cycle_and_status(self, context: Context) -> dict[str, Any]:
+        figures = self._cycle(context)
+        record_status(RedisStreamHook(self.redis_conn_id).get_conn(), StreamKeys.for_stream(self.stream))
+        return figures
+
+    def _cycle(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
         keys = StreamKeys.for_stream(self.stream)
         tz = load_timezone(self.source_timezone)
