@@ -15,6 +15,8 @@ from airflow_dbstream.epoch import check_unit, datetime_to_us, load_timezone, us
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.params import RunRequest
+from airflow_dbstream.replay import replay, reset
 from airflow_dbstream.sources import Source
 from airflow_dbstream.status import record_status
 from airflow_dbstream.window import lag_seconds, next_watermark, plan_window
@@ -36,6 +38,12 @@ def _duration(name: str, value: timedelta | float, *, positive: bool) -> timedel
         kind = "a positive" if positive else "a non-negative"
         raise DbStreamInputError(f"{name} must be {kind} timedelta (or seconds), got {value!r}.")
     return value
+
+
+def _run_marker(context: Context) -> str:
+    """Names the run that replayed or reset a stream, for the ``replay`` field and the state."""
+    run_id = context.get("run_id")
+    return str(run_id) if run_id else datetime.now(UTC).strftime("manual__%Y-%m-%dT%H:%M:%S")
 
 
 class SqlToRedisStreamOperator(BaseOperator):
@@ -153,6 +161,30 @@ class SqlToRedisStreamOperator(BaseOperator):
         return hook
 
     def execute(self, context: Context) -> dict[str, Any]:
+        request = RunRequest.from_params(context.get("params"), self.stream)
+        if request.action == "replay":
+            return self._replay(context, request)
+        if request.start_from is not None:
+            self.start_from = request.start_from
+        if request.action == "reset":
+            marker = _run_marker(context)
+            note = reset(RedisStreamHook(self.redis_conn_id), self.stream, marker)
+            self.log.warning("Stream %s reset by %s: %s", self.stream, marker, note)
+        return self._run_cycles(context)
+
+    def _replay(self, context: Context, request: RunRequest) -> dict[str, Any]:
+        assert request.replay_from is not None
+        marker = _run_marker(context)
+        figures = replay(self, RedisStreamHook(self.redis_conn_id), request.replay_from, request.replay_to,
+                         marker)  # fmt: skip
+        self.log.info(
+            "Replay of stream %s: rows_read=%d replayed=%d range=[%s, %s) replay=%s duration_seconds=%s",
+            self.stream, figures["rows_read"], figures["replayed"], figures["replay_from"],
+            figures["replay_to"], marker, figures["duration_seconds"],
+        )  # fmt: skip
+        return figures
+
+    def _run_cycles(self, context: Context) -> dict[str, Any]:
         if self.run_for is None:
             return self._cycle_and_status(context)
         deadline = time.monotonic() + self.run_for.total_seconds()
