@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
+from airflow_dbstream.params import stream_params
 
 with DAG(
     dag_id="customers_to_stream",
@@ -21,6 +22,8 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # one cycle per stream at a time
+    params=stream_params(),  # Trigger DAG w/ config: replay a range, reset the stream, start_from
+    is_paused_upon_creation=True,  # the demo stack runs customers_continuous on the same stream
     default_args={
         "retries": 3,
         "retry_delay": timedelta(seconds=20),
