@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import psycopg
 import pytest
@@ -15,7 +16,8 @@ from tests.conftest import PROJECT_ROOT, REDIS_HOST, REDIS_PORT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DAG_DB = "dbstream_dagtest"
+# Unique per run: several clones of the project may run this test on one server at once.
+DAG_DB = f"dbstream_dagtest_{uuid.uuid4().hex[:10]}"
 REDIS_DB = 9
 RUN_DAG = """
 import sys
