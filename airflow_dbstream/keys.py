@@ -19,6 +19,7 @@ class StreamKeys:
     digest: str
     state: str
     lock: str
+    keys: str  # live keys the stream carries (zset pkey -> epoch), kept when track_keys is on
 
     @classmethod
     def for_stream(cls, stream: str) -> StreamKeys:
@@ -30,6 +31,7 @@ class StreamKeys:
             digest=f"{tag}:digest",
             state=f"{tag}:state",
             lock=f"{tag}:lock",
+            keys=f"{tag}:keys",
         )
 
 

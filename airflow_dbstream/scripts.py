@@ -6,7 +6,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-SCRIPT_NAMES = ("emit", "commit", "trim")
+SCRIPT_NAMES = ("emit", "commit", "trim", "delete", "sweep")
 
 
 @cache

@@ -25,6 +25,7 @@ class Source:
     kind = "generic"
     named_placeholder = r"(%\({name}\)s|:{name}\b)"
     placeholder_example = "%(window_start)s or :window_start"
+    identifier_quote = '"'  # how the snapshot quotes result column names (MySQL: backtick)
 
     def __init__(self, hook: Any, tz: tzinfo, epoch_unit: str | None) -> None:
         self.hook = hook
@@ -62,6 +63,11 @@ class Source:
                 self.conn.rollback()
             self.conn.close()
             self.conn = None
+
+    def end_chunk(self) -> None:
+        """End the read transaction of one snapshot chunk, so no snapshot is held for hours."""
+        with suppress(Exception):
+            self.conn.rollback()
 
     def now_us(self) -> int:
         """The source's own clock; the generic source can only use the worker's."""

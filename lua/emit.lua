@@ -3,10 +3,11 @@
 -- or its epoch equals the score but its payload digest differs. XADD, ZADD and HSET run in this
 -- one atomic call, so the stream and the dedup state never disagree.
 -- KEYS[1] stream   KEYS[2] seen (zset pkey -> epoch)   KEYS[3] digest (hash pkey -> digest)
+-- KEYS[4] optional: keys (zset pkey -> epoch, the live keys the stream carries, for reconcile)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
 -- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload
 -- Returns {emitted, duplicates}.
-local stream, seen, digests = KEYS[1], KEYS[2], KEYS[3]
+local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant = ARGV[1]
 local maxlen = tonumber(ARGV[2])
 local emitted, duplicates = 0, 0
@@ -29,6 +30,7 @@ for i = 3, #ARGV, 4 do
     end
     redis.call('ZADD', seen, epoch, pkey)
     redis.call('HSET', digests, pkey, digest)
+    if keyset then redis.call('ZADD', keyset, 'GT', epoch, pkey) end
     emitted = emitted + 1
   else
     duplicates = duplicates + 1

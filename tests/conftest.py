@@ -48,7 +48,7 @@ def stream(redis_client: redis.Redis) -> Iterator[str]:
     name = f"test:{uuid.uuid4().hex[:12]}"
     yield name
     tag = "{" + name + "}"
-    redis_client.delete(name, f"{tag}:seen", f"{tag}:digest", f"{tag}:state", f"{tag}:lock")
+    redis_client.delete(name, f"{tag}:seen", f"{tag}:digest", f"{tag}:state", f"{tag}:lock", f"{tag}:keys")
 
 
 @pytest.fixture(autouse=True)

@@ -52,15 +52,26 @@ class RedisStreamHook(RedisHook):
         return self._scripts[name]
 
     def emit(
-        self, keys: StreamKeys, variant: str, maxlen: int | None, messages: Sequence[Message]
+        self,
+        keys: StreamKeys,
+        variant: str,
+        maxlen: int | None,
+        messages: Sequence[Message],
+        *,
+        track_keys: bool = False,
+        script: str = "emit",
     ) -> EmitResult:
-        """One script call for the whole batch: dedup against ``seen``, then XADD what is new."""
+        """One script call for the whole batch: dedup against ``seen``, then XADD what is new.
+
+        ``script="delete"`` sends the batch as soft-delete tombstones (``op=delete``) instead.
+        """
         if not messages:
             return EmitResult(0, 0)
         args: list[Any] = [variant, maxlen or 0]
         for m in messages:
             args += (m.pkey, m.epoch_us, m.digest, m.payload)
-        emitted, duplicates = self._script("emit")(keys=[keys.stream, keys.seen, keys.digest], args=args)
+        script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
+        emitted, duplicates = self._script(script)(keys=script_keys, args=args)
         return EmitResult(int(emitted), int(duplicates))
 
     def read_state(self, keys: StreamKeys) -> StreamState:
@@ -94,3 +105,28 @@ class RedisStreamHook(RedisHook):
             removed += n
             if n < chunk:
                 return removed
+
+    def save_fields(self, keys: StreamKeys, fields: Mapping[str, Any]) -> None:
+        """Record progress (the snapshot's cursor) in ``<tag>:state`` without touching the watermark."""
+        self.get_conn().hset(keys.state, mapping={k: str(v) for k, v in fields.items()})
+
+    def drop_fields(self, keys: StreamKeys, *names: str) -> None:
+        self.get_conn().hdel(keys.state, *names)
+
+    def mark_keys(self, keys: StreamKeys, pkeys: Sequence[str], at_us: int) -> None:
+        """Reconcile: the tracked keys found in the source are known present at ``at_us``."""
+        if pkeys:
+            mapping = dict.fromkeys(pkeys, at_us)
+            self.get_conn().zadd(keys.keys, mapping, xx=True, gt=True)
+
+    def sweep(
+        self, keys: StreamKeys, variant: str, maxlen: int | None, cutoff_us: int, chunk: int = TRIM_CHUNK
+    ) -> int:
+        """Reconcile: one tombstone per tracked key not known present since the cutoff, in chunks."""
+        swept = 0
+        script_keys = [keys.stream, keys.seen, keys.digest, keys.keys]
+        while True:
+            n = int(self._script("sweep")(keys=script_keys, args=[variant, maxlen or 0, cutoff_us, chunk]))
+            swept += n
+            if n < chunk:
+                return swept

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseHook, BaseOperator
 
-from airflow_dbstream.encoding import RowEncoder
+from airflow_dbstream.emitter import BatchEmitter
 from airflow_dbstream.epoch import check_unit, datetime_to_us, load_timezone, us_to_datetime
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
 from airflow_dbstream.params import RunRequest
 from airflow_dbstream.replay import replay, reset
+from airflow_dbstream.snapshot import Snapshot
 from airflow_dbstream.sources import Source
 from airflow_dbstream.status import record_status
 from airflow_dbstream.window import lag_seconds, next_watermark, plan_window
@@ -72,6 +73,13 @@ class SqlToRedisStreamOperator(BaseOperator):
     :param run_for: None runs one cycle; a duration runs cycles back to back for that long (for a
         ``@continuous`` DAG: changes reach the stream within about ``poll_interval``).
     :param poll_interval: the pause between two cycles when ``run_for`` is set.
+    :param snapshot_chunk_size: the full snapshot (no watermark, ``start_from=None``) reads this many
+        rows per chunk in (epoch, pkey) order and records its progress after each, so a killed task
+        resumes where it stopped. None reads it in one pass (not resumable).
+    :param deleted_column: a boolean or timestamp column marking soft-deleted rows: such a row is
+        emitted once with ``op=delete``.
+    :param track_keys: keep the live keys the stream carries in ``<tag>:keys``, which
+        ReconcileDeletesOperator compares with the source to find hard deletes.
     """
 
     template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
@@ -98,6 +106,9 @@ class SqlToRedisStreamOperator(BaseOperator):
         epoch_unit: str | None = None,
         run_for: timedelta | float | None = None,
         poll_interval: timedelta | float = timedelta(seconds=1),
+        snapshot_chunk_size: int | None = 50_000,
+        deleted_column: str | None = None,
+        track_keys: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,6 +145,13 @@ class SqlToRedisStreamOperator(BaseOperator):
         self.epoch_unit = check_unit(epoch_unit)
         self.run_for = None if run_for is None else _duration("run_for", run_for, positive=True)
         self.poll_interval = _duration("poll_interval", poll_interval, positive=False)
+        if snapshot_chunk_size is not None and snapshot_chunk_size < 1:
+            raise DbStreamInputError(
+                f"snapshot_chunk_size must be None or at least 1, got {snapshot_chunk_size!r}."
+            )
+        self.snapshot_chunk_size = snapshot_chunk_size
+        self.deleted_column = deleted_column
+        self.track_keys = track_keys
 
     @property
     def pkey_columns(self) -> list[str]:
@@ -159,6 +177,30 @@ class SqlToRedisStreamOperator(BaseOperator):
                 f"{type(hook).__name__} is not a SQL (DbApiHook) hook; point it at a SQL database."
             )
         return hook
+
+    def _snapshot(
+        self,
+        source: Source,
+        redis: RedisStreamHook,
+        keys: StreamKeys,
+        emitter: BatchEmitter,
+        lookback_us: int,
+    ) -> Snapshot:
+        assert self.snapshot_chunk_size is not None
+        return Snapshot(
+            source=source,
+            redis=redis,
+            keys=keys,
+            emitter=emitter,
+            sql=self.sql,
+            parameters=self.parameters,
+            pkey_columns=self.pkey_columns,
+            epoch_column=self.epoch_column,
+            chunk_size=self.snapshot_chunk_size,
+            batch_size=self.batch_size,
+            lookback_us=lookback_us,
+            log=self.log,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = RunRequest.from_params(context.get("params"), self.stream)
@@ -217,30 +259,46 @@ class SqlToRedisStreamOperator(BaseOperator):
         start_from_us = None if self.start_from is None else datetime_to_us(self.start_from, tz)
 
         state = redis.read_state(keys)
-        rows_read = emitted = duplicates = 0
+        rows_read = emitted = duplicates = deletes = 0
         max_epoch_us: int | None = None
+        snapshot: Snapshot | None = None
+        emitter = BatchEmitter(
+            redis,
+            keys,
+            variant=self.variant,
+            maxlen=self.maxlen,
+            pkey_columns=self.pkey_columns,
+            epoch_column=self.epoch_column,
+            tz=tz,
+            epoch_unit=self.epoch_unit,
+            deleted_column=self.deleted_column,
+            track_keys=self.track_keys,
+        )
         source.open()
         try:
             db_now_us = source.now_us()
             window = plan_window(state.watermark_us, lookback_us, start_from_us, db_now_us)
-            params = {
-                **(self.parameters or {}),
-                "window_start": source.bind(window.start_us),
-                "window_end": source.bind(window.end_us, is_end=True),
-            }
-            encoder: RowEncoder | None = None
-            for columns, rows in source.batches(self.sql, params, self.batch_size):
-                if encoder is None:
-                    encoder = RowEncoder(
-                        self.stream, columns, self.pkey_columns, self.epoch_column, tz, self.epoch_unit
-                    )
-                messages = [encoder.encode(row, rows_read + i + 1) for i, row in enumerate(rows)]
-                result = redis.emit(keys, self.variant, self.maxlen, messages)
-                rows_read += len(messages)
-                emitted += result.emitted
-                duplicates += result.duplicates
-                batch_max = max(m.epoch_us for m in messages)
-                max_epoch_us = batch_max if max_epoch_us is None else max(max_epoch_us, batch_max)
+            if window.snapshot and self.snapshot_chunk_size:
+                snapshot = self._snapshot(source, redis, keys, emitter, lookback_us)
+                done = snapshot.run(state, db_now_us)
+                db_now_us = done.started_us  # the first normal window re-reads all changed since
+                window = plan_window(None, lookback_us, None, db_now_us)
+                rows_read, emitted, duplicates = done.rows_read, done.emitted, done.duplicates
+                deletes, max_epoch_us = done.deletes, done.max_epoch_us
+            else:
+                params = {
+                    **(self.parameters or {}),
+                    "window_start": source.bind(window.start_us),
+                    "window_end": source.bind(window.end_us, is_end=True),
+                }
+                for columns, rows in source.batches(self.sql, params, self.batch_size):
+                    result = emitter.emit(columns, rows, rows_read)
+                    rows_read += len(rows)
+                    emitted += result.emitted
+                    duplicates += result.duplicates
+                    deletes += result.deletes
+                    batch_max = result.max_epoch_us
+                    max_epoch_us = batch_max if max_epoch_us is None else max(max_epoch_us, batch_max)
         finally:
             source.close()
 
@@ -250,6 +308,7 @@ class SqlToRedisStreamOperator(BaseOperator):
             "rows_read": rows_read,
             "emitted": emitted,
             "duplicates": duplicates,
+            "deletes": deletes,
             "window_start": _iso(window.start_us),
             "window_end": _iso(window.end_us),
             "watermark": _iso(watermark_us),
@@ -260,8 +319,13 @@ class SqlToRedisStreamOperator(BaseOperator):
             keys,
             watermark_us,
             lookback_us,
-            {"last_cycle": json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()})},
+            {
+                "last_cycle": json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()}),
+                **({"track_keys": "1"} if self.track_keys else {}),
+            },
         )
+        if snapshot is not None and committed_us is not None:
+            snapshot.finish()  # the watermark now covers the table: a later snapshot starts afresh
         if committed_us != watermark_us:  # another cycle committed further meanwhile
             figures["watermark"] = _iso(committed_us)
             figures["lag_seconds"] = lag_seconds(committed_us, db_now_us)

@@ -1,0 +1,96 @@
+"""One batch of rows into the stream: live rows through emit.lua, rows marked deleted as tombstones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from airflow_dbstream.deletes import is_deleted
+from airflow_dbstream.encoding import Message, RowEncoder
+from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
+from airflow_dbstream.keys import StreamKeys
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    emitted: int
+    duplicates: int
+    deletes: int  # tombstones emitted (counted in emitted too)
+    max_epoch_us: int
+    last_row: Sequence[Any]
+    last_epoch_us: int
+
+
+class BatchEmitter:
+    """Encodes the rows of one query result and emits them; built once per query."""
+
+    def __init__(
+        self,
+        redis: RedisStreamHook,
+        keys: StreamKeys,
+        *,
+        variant: str,
+        maxlen: int | None,
+        pkey_columns: Sequence[str],
+        epoch_column: str,
+        tz: tzinfo,
+        epoch_unit: str | None,
+        deleted_column: str | None = None,
+        track_keys: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.variant = variant
+        self.maxlen = maxlen
+        self.pkey_columns = list(pkey_columns)
+        self.epoch_column = epoch_column
+        self.tz = tz
+        self.epoch_unit = epoch_unit
+        self.deleted_column = deleted_column
+        self.track_keys = track_keys
+        self.encoder: RowEncoder | None = None
+        self._deleted_index: int | None = None
+
+    def _encoder(self, columns: Sequence[str]) -> RowEncoder:
+        if self.encoder is None:
+            stream = self.keys.stream
+            self.encoder = RowEncoder(
+                stream, columns, self.pkey_columns, self.epoch_column, self.tz, self.epoch_unit
+            )
+            if self.deleted_column is not None:
+                if self.deleted_column not in self.encoder.columns:
+                    raise DbStreamInputError(
+                        f"Stream {stream!r}: the query returned no column {self.deleted_column!r} "
+                        f"(deleted_column); it returned {self.encoder.columns}. Select it, or fix "
+                        "deleted_column (names are case-sensitive)."
+                    )
+                self._deleted_index = self.encoder.columns.index(self.deleted_column)
+        return self.encoder
+
+    def emit(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int) -> BatchResult:
+        encoder = self._encoder(columns)
+        messages = [encoder.encode(row, rows_before + i + 1) for i, row in enumerate(rows)]
+        live: list[Message] = messages
+        dead: list[Message] = []
+        if self._deleted_index is not None:
+            index = self._deleted_index
+            flags = [is_deleted(row[index]) for row in rows]
+            live = [m for m, d in zip(messages, flags, strict=True) if not d]
+            dead = [m for m, d in zip(messages, flags, strict=True) if d]
+        result = self.redis.emit(self.keys, self.variant, self.maxlen, live, track_keys=self.track_keys)
+        tombstones = EmitResult(0, 0)
+        if dead:
+            tombstones = self.redis.emit(
+                self.keys, self.variant, self.maxlen, dead, track_keys=self.track_keys, script="delete"
+            )
+        return BatchResult(
+            emitted=result.emitted + tombstones.emitted,
+            duplicates=result.duplicates + tombstones.duplicates,
+            deletes=tombstones.emitted,
+            max_epoch_us=max(m.epoch_us for m in messages),
+            last_row=rows[-1],
+            last_epoch_us=messages[-1].epoch_us,
+        )
