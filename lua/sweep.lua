@@ -1,26 +1,31 @@
 -- sweep.lua: the hard deletes a reconcile found, in bounded chunks. A member of `keys` scored below
 -- the cutoff was neither seen in the source by this reconcile's key scan nor emitted since the cutoff:
--- its row is gone. Each gets one op=delete tombstone (payload null, epoch = cutoff) and leaves `keys`,
--- so the next reconcile does not send it again. `seen` gets the cutoff and a digest no payload has:
--- a late read of the old version stays a duplicate, a re-insert (epoch >= cutoff) is a new version.
+-- its row is gone. Each gets one op=delete tombstone (payload null, epoch = the last time the key was
+-- known present: its last version's epoch or the last reconcile that saw it) and leaves `keys`, so
+-- the next reconcile does not send it again. It leaves `seen` too: if the key comes back, even with
+-- its old epoch and content, it is a new version.
 -- KEYS[1] stream   KEYS[2] seen   KEYS[3] digest   KEYS[4] keys (zset pkey -> epoch last known present)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)  ARGV[3] cutoff (integer microseconds)
 -- ARGV[4] at most this many tombstones in this call (keeps each call short)
 -- Returns the number of tombstones; the caller calls again while it equals ARGV[4].
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant, maxlen, cutoff = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local gone = redis.call('ZRANGE', keyset, '-inf', '(' .. cutoff, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[4]))
-for _, pkey in ipairs(gone) do
-  local fields = {'payload', 'null', 'variant', variant, 'epoch', cutoff, 'pkey', pkey, 'op', 'delete'}
+local gone = redis.call('ZRANGE', keyset, '-inf', '(' .. cutoff, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[4]),
+  'WITHSCORES')
+local pkeys = {}
+for i = 1, #gone, 2 do
+  local pkey, epoch = gone[i], string.format('%.0f', tonumber(gone[i + 1]))
+  local fields = {'payload', 'null', 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete'}
   if maxlen > 0 then
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
   else
     redis.call('XADD', stream, '*', unpack(fields))
   end
-  redis.call('ZADD', seen, cutoff, pkey)
-  redis.call('HSET', digests, pkey, 'deleted')
+  pkeys[#pkeys + 1] = pkey
 end
-if #gone > 0 then
-  redis.call('ZREM', keyset, unpack(gone))
+if #pkeys > 0 then
+  redis.call('ZREM', keyset, unpack(pkeys))
+  redis.call('ZREM', seen, unpack(pkeys))
+  redis.call('HDEL', digests, unpack(pkeys))
 end
-return #gone
+return #pkeys

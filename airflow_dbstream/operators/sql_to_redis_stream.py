@@ -47,6 +47,28 @@ def _run_marker(context: Context) -> str:
     return str(run_id) if run_id else datetime.now(UTC).strftime("manual__%Y-%m-%dT%H:%M:%S")
 
 
+def sql_source_hook(sql_conn_id: str) -> Any:
+    """The DbApiHook of ``sql_conn_id``; anything else is refused with a clear message."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    try:
+        connection = BaseHook.get_connection(sql_conn_id)
+    except Exception as exc:
+        if type(exc).__name__ not in ("AirflowNotFoundException", "ConnectionNotFound"):
+            raise
+        raise DbStreamInputError(
+            f"sql_conn_id {sql_conn_id!r} is not defined: create it in Admin > Connections "
+            f"or as AIRFLOW_CONN_{sql_conn_id.upper()}."
+        ) from None
+    hook = connection.get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise DbStreamInputError(
+            f"sql_conn_id {sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
+            f"{type(hook).__name__} is not a SQL (DbApiHook) hook; point it at a SQL database."
+        )
+    return hook
+
+
 class SqlToRedisStreamOperator(BaseOperator):
     """
     Run one cycle: read the window of recently modified rows and append new versions to a stream.
@@ -159,24 +181,7 @@ class SqlToRedisStreamOperator(BaseOperator):
 
     def get_source_hook(self) -> Any:
         """The DbApiHook of ``sql_conn_id``; anything else is refused with a clear message."""
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-        try:
-            connection = BaseHook.get_connection(self.sql_conn_id)
-        except Exception as exc:
-            if type(exc).__name__ not in ("AirflowNotFoundException", "ConnectionNotFound"):
-                raise
-            raise DbStreamInputError(
-                f"sql_conn_id {self.sql_conn_id!r} is not defined: create it in Admin > Connections "
-                f"or as AIRFLOW_CONN_{self.sql_conn_id.upper()}."
-            ) from None
-        hook = connection.get_hook()
-        if not isinstance(hook, DbApiHook):
-            raise DbStreamInputError(
-                f"sql_conn_id {self.sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
-                f"{type(hook).__name__} is not a SQL (DbApiHook) hook; point it at a SQL database."
-            )
-        return hook
+        return sql_source_hook(self.sql_conn_id)
 
     def _snapshot(
         self,
