@@ -23,7 +23,10 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "DB Stream",
-                "python-modules": ["airflow_dbstream.operators.sql_to_redis_stream"],
+                "python-modules": [
+                    "airflow_dbstream.operators.sql_to_redis_stream",
+                    "airflow_dbstream.operators.reconcile_deletes",
+                ],
             }
         ],
         "hooks": [

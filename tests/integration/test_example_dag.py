@@ -16,9 +16,10 @@ from tests.conftest import PROJECT_ROOT, REDIS_HOST, REDIS_PORT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Unique per run: several clones of the project may run this test on one server at once.
+# Unique per run: several clones of the project may run this test on one server at once. The
+# example's stream name is fixed, so the Redis db is overridable for the same reason.
 DAG_DB = f"dbstream_dagtest_{uuid.uuid4().hex[:10]}"
-REDIS_DB = 9
+REDIS_DB = int(os.environ.get("DBSTREAM_TEST_DAG_REDIS_DB", "9"))
 RUN_DAG = """
 import sys
 import pendulum
