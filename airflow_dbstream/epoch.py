@@ -12,6 +12,8 @@ from airflow_dbstream.errors import DbStreamInputError
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+SECOND_US = 1_000_000
+DAY_US = 86_400 * SECOND_US
 # The start of a full snapshot: early enough for any real modification time, late enough that
 # converting it to any time zone stays inside datetime's range.
 SNAPSHOT_START_US = (datetime(1, 1, 2, tzinfo=UTC) - UNIX_EPOCH) // ONE_MICROSECOND
@@ -83,7 +85,10 @@ def us_to_number(epoch_us: int, unit: str, *, round_up: bool = False) -> int:
 
 def us_to_text(epoch_us: int, tz: tzinfo) -> str:
     """'YYYY-MM-DD HH:MM:SS[.f]' wall-clock time in tz; trailing zeros dropped so text compares right."""
-    local = us_to_datetime(epoch_us).astimezone(tz).replace(tzinfo=None)
+    return naive_to_text(us_to_datetime(epoch_us).astimezone(tz).replace(tzinfo=None))
+
+
+def naive_to_text(local: datetime) -> str:
     text = local.strftime("%Y-%m-%d %H:%M:%S")
     if local.microsecond:
         text += "." + f"{local.microsecond:06d}".rstrip("0")
@@ -92,3 +97,28 @@ def us_to_text(epoch_us: int, tz: tzinfo) -> str:
 
 def us_to_naive(epoch_us: int, tz: tzinfo) -> datetime:
     return us_to_datetime(epoch_us).astimezone(tz).replace(tzinfo=None)
+
+
+def second_bound(epoch_us: int, *, is_end: bool = False) -> int:
+    """Widen a bound to whole seconds: DATETIME(0)-like columns truncate, so a row of the start's second
+    is stored before a fractional start; the window then starts at most one second earlier."""
+    return -((-epoch_us) // SECOND_US) * SECOND_US if is_end else epoch_us // SECOND_US * SECOND_US
+
+
+def us_to_naive_bound(epoch_us: int, tz: tzinfo, *, is_end: bool = False) -> datetime:
+    """A window bound as naive wall-clock time in ``tz`` that no row of the window compares outside of.
+
+    Wall clocks go back at a DST fall-back: a row written just after ``start`` can read earlier than
+    ``start``'s own wall clock. So the start uses the smaller UTC offset of the day that follows it, the
+    end the larger offset of the day before it, both widened to whole seconds. Reading more is harmless:
+    the emit script drops what it has already seen.
+    """
+    near = epoch_us - DAY_US if is_end else epoch_us + DAY_US
+    offsets = (_offset_us(epoch_us, tz), _offset_us(near, tz))
+    local_us = epoch_us + (max(offsets) if is_end else min(offsets))
+    return us_to_datetime(second_bound(local_us, is_end=is_end)).replace(tzinfo=None)
+
+
+def _offset_us(epoch_us: int, tz: tzinfo) -> int:
+    offset = us_to_datetime(epoch_us).astimezone(tz).utcoffset()
+    return 0 if offset is None else offset // ONE_MICROSECOND

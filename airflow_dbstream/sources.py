@@ -1,6 +1,7 @@
 """What differs between source databases: the clock, the window's bound form, the streaming cursor.
 
-A source wraps a DbApiHook's DB-API connection; it imports no driver and no Airflow module.
+A source wraps a DbApiHook's DB-API connection; it imports no Airflow module, and a driver module only
+where its streaming cursor class must be named (mysqlclient's SSCursor).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from contextlib import closing, suppress
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from airflow_dbstream.epoch import datetime_to_us, us_to_datetime, us_to_naive, us_to_number, us_to_text
+from airflow_dbstream.epoch import (
+    datetime_to_us,
+    naive_to_text,
+    second_bound,
+    us_to_datetime,
+    us_to_naive_bound,
+    us_to_number,
+)
 from airflow_dbstream.errors import DbStreamInputError
 
 Batch = tuple[list[str], Sequence[Sequence[Any]]]
@@ -36,7 +44,7 @@ class Source:
     @staticmethod
     def for_hook(hook: Any, tz: tzinfo, epoch_unit: str | None) -> Source:
         conn_type = getattr(hook, "conn_type", "") or ""
-        for cls in (PostgresSource, SqliteSource):
+        for cls in (PostgresSource, MySqlSource, SqliteSource):
             if conn_type in cls.conn_types:
                 return cls(hook, tz, epoch_unit)
         return Source(hook, tz, epoch_unit)
@@ -76,7 +84,7 @@ class Source:
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
-        return us_to_naive(epoch_us, self.tz)
+        return us_to_naive_bound(epoch_us, self.tz, is_end=is_end)
 
     def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
         with closing(self.conn.cursor()) as cursor:
@@ -108,7 +116,8 @@ class PostgresSource(Source):
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
-        return us_to_datetime(epoch_us)
+        # Aware: Postgres converts naive columns with the session's TimeZone, dates at its midnight.
+        return us_to_datetime(second_bound(epoch_us, is_end=is_end))
 
     def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
         cursor = self.conn.cursor(name=f"dbstream_{uuid.uuid4().hex}")
@@ -136,7 +145,60 @@ class SqliteSource(Source):
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
-        return us_to_text(epoch_us, self.tz)
+        return naive_to_text(us_to_naive_bound(epoch_us, self.tz, is_end=is_end))
+
+
+class MySqlSource(Source):
+    """MySQL/MariaDB: an unbuffered cursor, the session time_zone set to source_timezone, UTC_TIMESTAMP(6).
+
+    DATETIME columns are naive: bounds are naive wall-clock times in source_timezone. TIMESTAMP columns
+    are converted by the server to and from the session's time_zone, which open() sets to the same zone,
+    so both kinds compare against the same bounds and read back in the same zone.
+    """
+
+    kind = "mysql"
+    conn_types = ("mysql",)
+    named_placeholder = r"%\({name}\)s"
+    placeholder_example = "%(window_start)s"
+
+    def open(self) -> None:
+        super().open()
+        name = str(self.tz)
+        zone = "+00:00" if name in ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu") else name
+        with closing(self.conn.cursor()) as cursor:
+            try:
+                cursor.execute("SET time_zone = %s", (zone,))
+            except Exception as exc:
+                if "time zone" not in str(exc).lower():
+                    raise
+                raise DbStreamInputError(
+                    f"The MySQL/MariaDB server does not know the time zone {name!r} (source_timezone): "
+                    "load its time zone tables (mariadb-tzinfo-to-sql /usr/share/zoneinfo | mariadb mysql) "
+                    "or, if the column holds UTC, use source_timezone='UTC'."
+                ) from None
+
+    def now_us(self) -> int:
+        with closing(self.conn.cursor()) as cursor:
+            cursor.execute("SELECT UTC_TIMESTAMP(6)")
+            (now,) = cursor.fetchone()
+        return datetime_to_us(now, UTC)
+
+    def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
+        if self.epoch_unit is not None:
+            return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
+        return us_to_naive_bound(epoch_us, self.tz, is_end=is_end)
+
+    def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
+        with closing(self._unbuffered_cursor()) as cursor:
+            cursor.execute(sql, parameters)
+            yield from _fetch(cursor, batch_size)
+
+    def _unbuffered_cursor(self) -> Any:
+        if type(self.conn).__module__.startswith("MySQLdb"):
+            from MySQLdb.cursors import SSCursor  # mysqlclient's default cursor loads the whole result
+
+            return self.conn.cursor(SSCursor)
+        return self.conn.cursor()  # mysql-connector-python's cursors are unbuffered by default
 
 
 def _fetch(cursor: Any, batch_size: int) -> Iterator[Batch]:

@@ -27,3 +27,12 @@ wait_for PostgreSQL "pg_isready -h 127.0.0.1 -p 5432"
 if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
     psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test"
 fi
+
+# MariaDB is started by the machine; the tests need its database `test` and its time zone tables
+# (a session's time_zone is set to source_timezone, e.g. 'Europe/Paris').
+wait_for MariaDB "mariadb -h 127.0.0.1 -u root -e 'SELECT 1'"
+mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"
+if [ "$(mariadb -h 127.0.0.1 -u root -N -e 'SELECT COUNT(*) FROM mysql.time_zone_name')" = "0" ]; then
+    echo "services: loading MariaDB's time zone tables"
+    mariadb-tzinfo-to-sql /usr/share/zoneinfo 2>/dev/null | mariadb -h 127.0.0.1 -u root mysql
+fi

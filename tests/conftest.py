@@ -19,15 +19,25 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dbstream-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+import MySQLdb
 import psycopg
 import redis
 
 REDIS_HOST = os.environ.get("DBSTREAM_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("DBSTREAM_TEST_REDIS_PORT", "6379"))
 PG_DSN = os.environ.get("DBSTREAM_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+MYSQL_ARGS = {
+    "host": "127.0.0.1",
+    "port": 3306,
+    "user": "root",
+    "passwd": "",
+    "db": "test",
+    "autocommit": True,
+}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 REDIS_CONN = {"conn_type": "redis", "host": REDIS_HOST, "port": REDIS_PORT}
+MYSQL_CONN = {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": "test"}
 PG_CONN = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "test"}
 
 
@@ -150,9 +160,65 @@ class SqliteTable(SourceTable):
         self.db.close()
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
+class MariaDbTable(SourceTable):
+    """MariaDB through apache-airflow-providers-mysql; DATETIME(6) holding UTC wall-clock time."""
+
+    kind = "mariadb"
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.name = f"customers_{uuid.uuid4().hex[:10]}"
+        self.conn_id = "mysql_test"
+        set_connection(monkeypatch, self.conn_id, MYSQL_CONN)
+        self.db = MySQLdb.connect(**MYSQL_ARGS)
+        self.execute(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "
+            "updated_at DATETIME(6) NOT NULL)"
+        )
+        self.sql = f"SELECT id, name, updated_at FROM {self.name} WHERE updated_at >= %(window_start)s"
+        self.newest_first = self.sql + " ORDER BY updated_at DESC"
+
+    @staticmethod
+    def _naive(value: datetime) -> datetime:
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def insert(self, rows):
+        with self.db.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {self.name} (id, name, updated_at) VALUES (%s, %s, %s)",
+                [(i, n, self._naive(t)) for i, n, t in rows],
+            )
+
+    def set(self, pkey, name, updated_at):
+        self.execute(
+            "UPDATE {table} SET name = %s, updated_at = %s WHERE id = %s",
+            (name, self._naive(updated_at), pkey),
+        )
+
+    def execute(self, sql: str, params=None) -> None:
+        with self.db.cursor() as cur:
+            cur.execute(sql.format(table=self.name), params)
+
+    def now(self):
+        with self.db.cursor() as cur:
+            cur.execute("SELECT UTC_TIMESTAMP(6)")
+            return cur.fetchone()[0].replace(tzinfo=UTC)
+
+    def close(self):
+        self.execute("DROP TABLE IF EXISTS {table}")
+        self.db.close()
+
+
+def make_source_table(kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SourceTable:
+    if kind == "postgres":
+        return PostgresTable(monkeypatch)
+    if kind == "mariadb":
+        return MariaDbTable(monkeypatch)
+    return SqliteTable(monkeypatch, tmp_path)
+
+
+@pytest.fixture(params=["postgres", "mariadb", "sqlite"])
 def source(request, monkeypatch, tmp_path) -> Iterator[SourceTable]:
-    table = PostgresTable(monkeypatch) if request.param == "postgres" else SqliteTable(monkeypatch, tmp_path)
+    table = make_source_table(request.param, monkeypatch, tmp_path)
     yield table
     table.close()
 
