@@ -119,6 +119,19 @@ def us_to_naive_bound(epoch_us: int, tz: tzinfo, *, is_end: bool = False) -> dat
     return us_to_datetime(second_bound(local_us, is_end=is_end)).replace(tzinfo=None)
 
 
+def bound_slack_us(start_us: int, tz: tzinfo, unit: str | None) -> int:
+    """How far below ``start_us`` the epochs of rows a window bound at ``start_us`` returns can be.
+
+    A numeric bound is floored to its unit; a datetime bound to the second, and a naive value in a
+    DST fall-back hour is read as the earlier of its two instants. ``seen`` is trimmed this much lower,
+    so a row re-read because of that widening is still recognised.
+    """
+    if unit is not None:
+        return MICROS_PER_UNIT[unit]
+    offsets = [_offset_us(start_us + shift, tz) for shift in (-DAY_US, 0, DAY_US)]
+    return SECOND_US + max(offsets) - min(offsets)
+
+
 def _offset_us(epoch_us: int, tz: tzinfo) -> int:
     offset = us_to_datetime(epoch_us).astimezone(tz).utcoffset()
     return 0 if offset is None else offset // ONE_MICROSECOND

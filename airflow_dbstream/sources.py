@@ -15,6 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from airflow_dbstream.epoch import (
+    bound_slack_us,
     datetime_to_us,
     naive_to_text,
     second_bound,
@@ -85,6 +86,10 @@ class Source:
         if self.epoch_unit is not None:
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
         return us_to_naive_bound(epoch_us, self.tz, is_end=is_end)
+
+    def bound_slack_us(self, start_us: int) -> int:
+        """How far below a window's start the rows its bound returns can be stamped."""
+        return bound_slack_us(start_us, self.tz, self.epoch_unit)
 
     def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
         with closing(self.conn.cursor()) as cursor:

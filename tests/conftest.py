@@ -262,3 +262,85 @@ def read_stream(client: redis.Redis, stream: str) -> list[dict[str, str]]:
 def watermark(client: redis.Redis, stream: str) -> int | None:
     value = client.hget("{" + stream + "}:state", "watermark")
     return int(value) if value else None
+
+
+class Database:
+    """A real source database for tests that create their own tables (any columns, any types)."""
+
+    sql = ""  # each test passes its own
+
+    def __init__(self, kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        self.kind = kind
+        self.tables: list[str] = []
+        if kind == "postgres":
+            self.conn_id, spec = "pg_test", PG_CONN
+            self.db = psycopg.connect(PG_DSN, autocommit=True)
+        elif kind == "mariadb":
+            self.conn_id, spec = "mysql_test", MYSQL_CONN
+            self.db = MySQLdb.connect(**MYSQL_ARGS, charset="utf8mb4")
+        else:
+            path = tmp_path / f"{uuid.uuid4().hex[:8]}.sqlite"
+            self.conn_id, spec = "sqlite_test", {"conn_type": "sqlite", "host": str(path)}
+            self.db = sqlite3.connect(path, isolation_level=None)
+        set_connection(monkeypatch, self.conn_id, spec)
+
+    def param(self, name: str) -> str:
+        """How the operator's SQL binds a named parameter on this database."""
+        return f":{name}" if self.kind == "sqlite" else f"%({name})s"
+
+    def table(self, columns: str, suffix: str = "") -> str:
+        name = f"t_{uuid.uuid4().hex[:10]}{suffix}"
+        options = " DEFAULT CHARSET=utf8mb4" if self.kind == "mariadb" else ""
+        self.execute(f"CREATE TABLE {name} ({columns}){options}")
+        self.tables.append(name)
+        return name
+
+    def execute(self, sql: str, params=None) -> list[tuple]:
+        """Runs one statement with positional %s parameters; returns its rows, if any."""
+        if self.kind == "sqlite":
+            cursor = self.db.execute(sql.replace("%s", "?"), params or ())
+            return cursor.fetchall()
+        cursor = self.db.cursor()
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            cursor.close()
+
+    def executemany(self, sql: str, rows: list) -> None:
+        if self.kind == "sqlite":
+            self.db.executemany(sql.replace("%s", "?"), rows)
+            return
+        cursor = self.db.cursor()
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
+
+    def now(self) -> datetime:
+        """The database's own clock, UTC."""
+        if self.kind == "postgres":
+            return self.execute("SELECT clock_timestamp()")[0][0].astimezone(UTC)
+        if self.kind == "mariadb":
+            return self.execute("SELECT UTC_TIMESTAMP(6)")[0][0].replace(tzinfo=UTC)
+        (text,) = self.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")[0]
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    def close(self) -> None:
+        for name in self.tables:
+            self.execute(f"DROP TABLE IF EXISTS {name}")
+        self.db.close()
+
+
+@pytest.fixture
+def databases(monkeypatch, tmp_path) -> Iterator:
+    """databases(kind) opens a Database of that kind; all are dropped and closed afterwards."""
+    opened: list[Database] = []
+
+    def open_database(kind: str) -> Database:
+        opened.append(Database(kind, monkeypatch, tmp_path))
+        return opened[-1]
+
+    yield open_database
+    for database in opened:
+        database.close()

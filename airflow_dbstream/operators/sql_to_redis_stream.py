@@ -320,10 +320,12 @@ class SqlToRedisStreamOperator(BaseOperator):
             "lag_seconds": lag_seconds(watermark_us, db_now_us),
             "duration_seconds": round(time.monotonic() - started, 3),
         }
+        # Keep in `seen` every row the next window's (widened) bound can return again.
+        slack_us = 0 if watermark_us is None else source.bound_slack_us(watermark_us - lookback_us)
         committed_us = redis.commit(
             keys,
             watermark_us,
-            lookback_us,
+            lookback_us + slack_us,
             {
                 "last_cycle": json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()}),
                 **({"track_keys": "1"} if self.track_keys else {}),
