@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -178,11 +178,3 @@ def test_datetime0_three_edits_in_one_second_give_three_messages(databases, stre
         "edit 3",
     ]
     assert len({m["epoch"] for m in ones}) == 1
-
-
-def test_date_column_value_is_midnight_in_the_source_timezone():
-    from airflow_dbstream.epoch import to_epoch_us
-
-    assert to_epoch_us(date(2026, 10, 25), PARIS, None) == datetime_to_us(
-        datetime(2026, 10, 24, 22, tzinfo=UTC), UTC
-    )
