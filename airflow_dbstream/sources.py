@@ -165,6 +165,7 @@ class MySqlSource(Source):
     conn_types = ("mysql",)
     named_placeholder = r"%\({name}\)s"
     placeholder_example = "%(window_start)s"
+    identifier_quote = "`"
 
     def open(self) -> None:
         super().open()

@@ -73,6 +73,16 @@ class SourceTable:
     kind: str
     conn_id: str
     sql: str
+    ph = "%s"  # the positional placeholder of execute()
+    timestamp_type = "timestamptz"  # the type of updated_at
+
+    def param(self, name: str) -> str:
+        """How the operator's SQL binds a named parameter on this database."""
+        return f":{name}" if self.kind == "sqlite" else f"%({name})s"
+
+    def stamp(self, at: datetime):
+        """An aware instant in the form updated_at stores."""
+        return at
 
     def insert(self, rows: list[tuple[int, str, datetime]]) -> None: ...
 
@@ -122,6 +132,8 @@ class SqliteTable(SourceTable):
     """SQLite keeps timestamps as UTC text, the way legacy SQLite applications usually do."""
 
     kind = "sqlite"
+    ph = "?"
+    timestamp_type = "TEXT"
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         self.name = "customers"
@@ -138,6 +150,9 @@ class SqliteTable(SourceTable):
     @staticmethod
     def _text(value: datetime) -> str:
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def stamp(self, at: datetime) -> str:
+        return self._text(at)
 
     def insert(self, rows):
         self.db.executemany(
@@ -164,6 +179,7 @@ class MariaDbTable(SourceTable):
     """MariaDB through apache-airflow-providers-mysql; DATETIME(6) holding UTC wall-clock time."""
 
     kind = "mariadb"
+    timestamp_type = "DATETIME(6)"
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.name = f"customers_{uuid.uuid4().hex[:10]}"
@@ -180,6 +196,9 @@ class MariaDbTable(SourceTable):
     @staticmethod
     def _naive(value: datetime) -> datetime:
         return value.astimezone(UTC).replace(tzinfo=None)
+
+    def stamp(self, at: datetime) -> datetime:
+        return self._naive(at)
 
     def insert(self, rows):
         with self.db.cursor() as cur:

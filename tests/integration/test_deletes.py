@@ -16,16 +16,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def soft(source):
     """The customers table with a deleted_at column; the SQL returns it."""
-    kind = "timestamptz" if source.kind == "postgres" else "TEXT"
-    source.execute(f"ALTER TABLE {{table}} ADD COLUMN deleted_at {kind}")
+    source.execute(f"ALTER TABLE {{table}} ADD COLUMN deleted_at {source.timestamp_type}")
     source.sql = source.sql.replace("SELECT id, name, updated_at", "SELECT id, name, updated_at, deleted_at")
     return source
 
 
 def _mark(source, pkey: int, deleted: bool, at) -> None:
-    value = None if not deleted else (at if source.kind == "postgres" else at.isoformat())
-    stamp = at if source.kind == "postgres" else source._text(at)
-    ph = "%s" if source.kind == "postgres" else "?"
+    value = source.stamp(at) if deleted else None
+    stamp = source.stamp(at)
+    ph = source.ph
     source.execute(
         f"UPDATE {{table}} SET deleted_at = {ph}, updated_at = {ph} WHERE id = {ph}", (value, stamp, pkey)
     )

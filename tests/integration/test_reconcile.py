@@ -32,7 +32,7 @@ def reconcile(source, stream, **overrides) -> dict:
 
 
 def _delete(source, *pkeys: int) -> None:
-    ph = "%s" if source.kind == "postgres" else "?"
+    ph = source.ph
     for pkey in pkeys:
         source.execute(f"DELETE FROM {{table}} WHERE id = {ph}", (pkey,))
 
@@ -113,6 +113,10 @@ def test_reconcile_over_200k_keys_stays_within_a_memory_bound(source, stream, re
     if source.kind == "postgres":
         source.execute(
             "INSERT INTO {table} SELECT g, 'c', now() - interval '1 day' FROM generate_series(1, %s) g", (n,)
+        )
+    elif source.kind == "mariadb":
+        source.execute(
+            f"INSERT INTO {{table}} SELECT seq, 'c', UTC_TIMESTAMP() - INTERVAL 1 DAY FROM seq_1_to_{n}"
         )
     else:
         source.execute(

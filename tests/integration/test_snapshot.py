@@ -37,6 +37,8 @@ def _fill(source, n: int, base) -> None:
         source.db.execute("BEGIN")
         source.insert(rows)
         source.db.execute("COMMIT")
+    elif source.kind == "mariadb":
+        source.insert(rows)
     else:
         with (
             source.db.cursor() as cur,
@@ -52,7 +54,7 @@ def _state(redis_client, stream) -> dict[str, str]:
 
 def _until_bounded(source) -> str:
     """The author's SQL binding window_end too: rows changed after the snapshot began are left out."""
-    end = "%(window_end)s" if source.kind == "postgres" else ":window_end"
+    end = source.param("window_end")
     return source.sql + f" AND updated_at < {end}"
 
 
@@ -141,9 +143,9 @@ def test_snapshot_reads_rows_changed_ahead_of_its_cursor_once(source, stream, re
 def test_sql_that_cannot_be_chunked_gets_a_clear_error(source, stream, redis_client):
     _fill(source, 10, source.now() - timedelta(hours=2))
     sql = source.sql.replace("SELECT id, name, updated_at", "SELECT id, name, updated_at AS modified")
-    # Postgres refuses the ORDER BY on a column the SQL does not return; SQLite reads the quoted name as
-    # a string and the row encoder names the missing column. Either way: a clear error, nothing sent.
-    expected = r"(?s)derived table.*snapshot_chunk_size=None" if source.kind == "postgres" else "no column"
+    # Postgres and MariaDB refuse the ORDER BY on a column the SQL does not return; SQLite reads the
+    # quoted name as a string and the row encoder names the missing column. Either way: a clear error.
+    expected = "no column" if source.kind == "sqlite" else r"(?s)derived table.*snapshot_chunk_size=None"
     with pytest.raises(DbStreamInputError, match=expected):
         run_cycle(source, stream, sql=sql)
     assert redis_client.xlen(stream) == 0 and watermark(redis_client, stream) is None
