@@ -18,3 +18,10 @@ if [ ! -x .venv/bin/uv ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
 fi
 .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test]"
+
+# Debian's docker-compose validates docker-compose.yaml in the tests (Docker itself cannot run here).
+if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's docker-compose (to validate docker-compose.yaml)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
