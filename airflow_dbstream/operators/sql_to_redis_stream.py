@@ -207,6 +207,12 @@ class SqlToRedisStreamOperator(BaseOperator):
             log=self.log,
         )
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the tables the SQL reads (common-sql + OpenLineage's SQL parser); output: the stream."""
+        from airflow_dbstream.lineage import stream_lineage
+
+        return stream_lineage(self)
+
     def execute(self, context: Context) -> dict[str, Any]:
         request = RunRequest.from_params(context.get("params"), self.stream)
         if request.action == "replay":

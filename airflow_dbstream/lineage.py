@@ -1,0 +1,68 @@
+"""OpenLineage: the tables the cycle's SQL reads (found by common-sql's helpers) and the stream it writes.
+
+The stream is named the way a redis-py URL names a database: namespace ``redis://host:port/db``,
+name = the stream key. Without the openlineage provider installed, nothing is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
+
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+def parseable_sql(sql: str) -> str:
+    """OpenLineage's SQL parser reads ``:name`` but not the pyformat ``%(name)s`` bind markers."""
+    return _PYFORMAT.sub(r":\1", sql)
+
+
+def redis_namespace(connection: Any) -> str:
+    """``redis://host:port/db`` of a redis connection (port 6379 and db 0 when not set)."""
+    extra = connection.extra_dejson or {}
+    db = extra.get("db", 0) or 0
+    return f"redis://{connection.host or 'localhost'}:{connection.port or 6379}/{db}"
+
+
+def stream_lineage(operator: SqlToRedisStreamOperator) -> Any:
+    """An OperatorLineage: the SQL's input tables (with the SQL job facet) and the stream as output."""
+    try:
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from airflow.providers.openlineage.sqlparser import SQLParser
+        from airflow.providers.openlineage.utils.utils import should_use_external_connection
+    except ImportError:
+        operator.log.debug("OpenLineage provider not installed: no lineage for %s", operator.task_id)
+        return None
+    from airflow.sdk import BaseHook
+
+    output = Dataset(
+        namespace=redis_namespace(BaseHook.get_connection(operator.redis_conn_id)), name=operator.stream
+    )
+    hook = operator.get_source_hook()
+    connection = hook.get_connection(getattr(hook, hook.conn_name_attr))
+    try:
+        database_info = hook.get_openlineage_database_info(connection)
+        dialect = hook.get_openlineage_database_dialect(connection)
+    except AttributeError:
+        database_info = None
+    if database_info is None:  # a hook without OpenLineage support: the output is still known
+        return OperatorLineage(outputs=[output])
+    parser = SQLParser(dialect=dialect, default_schema=hook.get_openlineage_default_schema())
+    sql_lineage = parser.generate_openlineage_metadata_from_sql(
+        sql=parseable_sql(operator.sql),
+        hook=hook,
+        database_info=database_info,
+        sqlalchemy_engine=None,
+        use_connection=should_use_external_connection(hook),
+    )
+    return OperatorLineage(
+        inputs=sql_lineage.inputs,
+        outputs=[output],
+        run_facets=sql_lineage.run_facets,
+        job_facets=sql_lineage.job_facets,
+    )
