@@ -35,4 +35,60 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_dbstream.hooks.redis_stream"],
             }
         ],
+        # Its own connection type, so the redis provider's `redis` type stays as it is: the operator
+        # accepts a connection of either type (both are read by RedisHook's code).
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_dbstream.hooks.redis_stream.RedisStreamHook",
+                "hook-name": "Redis Stream target (DB Stream)",
+                "connection-type": "dbstream_redis",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra"],
+                    "relabeling": {"login": "ACL user", "password": "Password"},
+                    "placeholders": {
+                        "host": "redis.example.com",
+                        "port": "6379",
+                        "login": "default (or an ACL user allowed EVALSHA, XADD, ZADD, HSET)",
+                        "password": "the ACL user's password",
+                        "db": "0",
+                    },
+                },
+                "conn-fields": {
+                    "db": {
+                        "label": "DB",
+                        "description": "Database number of the stream and its state (0 on a cluster).",
+                        "schema": {"type": ["integer", "null"], "default": 0, "minimum": 0},
+                    },
+                    "cluster": {
+                        "label": "Is cluster",
+                        "description": "Redis Cluster: a stream's keys share one hash slot.",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "startup_nodes": {
+                        "label": "Startup nodes",
+                        "description": "Comma-separated extra host:port bootstrap nodes (cluster only).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "ssl": {"label": "Enable TLS", "schema": {"type": ["boolean", "null"], "default": False}},
+                    "ssl_cert_reqs": {
+                        "label": "TLS verify mode",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "default": "required",
+                            "enum": ["required", "optional", "none"],
+                        },
+                    },
+                    "ssl_ca_certs": {"label": "CA certificate path", "schema": {"type": ["string", "null"]}},
+                    "ssl_certfile": {
+                        "label": "Client certificate path",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "ssl_keyfile": {"label": "Client key path", "schema": {"type": ["string", "null"]}},
+                    "ssl_check_hostname": {
+                        "label": "Check the server's host name",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                },
+            }
+        ],
     }

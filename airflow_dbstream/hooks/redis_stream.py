@@ -39,7 +39,8 @@ class RedisStreamHook(RedisHook):
     redis-py's Script on NOSCRIPT (restart, failover, SCRIPT FLUSH).
     """
 
-    hook_name = "Redis Stream"
+    conn_type = "dbstream_redis"  # declared in the provider info; `redis` connections work the same
+    hook_name = "Redis Stream target (DB Stream)"
 
     def __init__(self, redis_conn_id: str = RedisHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(redis_conn_id=redis_conn_id, **kwargs)
