@@ -94,7 +94,8 @@ class SqlToRedisStreamOperator(BaseOperator):
     :param epoch_unit: for numeric epoch columns: 's', 'ms' or 'us'.
     :param run_for: None runs one cycle; a duration runs cycles back to back for that long (for a
         ``@continuous`` DAG: changes reach the stream within about ``poll_interval``).
-    :param poll_interval: the pause between two cycles when ``run_for`` is set.
+    :param poll_interval: when ``run_for`` is set, cycles start this far apart (back to back when a
+        cycle takes longer): a commit reaches the stream within about poll_interval plus one cycle.
     :param snapshot_chunk_size: the full snapshot (no watermark, ``start_from=None``) reads this many
         rows per chunk in (epoch, pkey) order and records its progress after each, so a killed task
         resumes where it stopped. None reads it in one pass (not resumable).
@@ -241,22 +242,32 @@ class SqlToRedisStreamOperator(BaseOperator):
         if self.run_for is None:
             return self._cycle_and_status(context)
         deadline = time.monotonic() + self.run_for.total_seconds()
-        pause = self.poll_interval.total_seconds()
+        period = self.poll_interval.total_seconds()
         totals = dict.fromkeys(("rows_read", "emitted", "duplicates"), 0)
         cycles = 0
         while True:
+            started = time.monotonic()
             figures = self._cycle_and_status(context)
             cycles += 1
             for name in totals:
                 totals[name] += figures[name]
-            if time.monotonic() + pause >= deadline:
+            # Cycles start poll_interval apart (back to back when one takes longer), so a commit
+            # waits at most about poll_interval plus one cycle before it is in the stream.
+            next_start = max(time.monotonic(), started + period)
+            if next_start >= deadline:
                 break
-            time.sleep(pause)
+            time.sleep(max(0.0, next_start - time.monotonic()))
         return {**figures, "cycles": cycles, **{f"{name}_total": n for name, n in totals.items()}}
+
+    def _redis_hook(self) -> RedisStreamHook:
+        """One hook (one connection pool, scripts registered once) for all cycles of this run."""
+        if getattr(self, "_redis", None) is None:
+            self._redis = RedisStreamHook(self.redis_conn_id)
+        return self._redis
 
     def _cycle_and_status(self, context: Context) -> dict[str, Any]:
         figures = self._cycle(context)
-        record_status(RedisStreamHook(self.redis_conn_id).get_conn(), StreamKeys.for_stream(self.stream))
+        record_status(self._redis_hook().get_conn(), StreamKeys.for_stream(self.stream))
         return figures
 
     def _cycle(self, context: Context) -> dict[str, Any]:
@@ -265,7 +276,7 @@ class SqlToRedisStreamOperator(BaseOperator):
         tz = load_timezone(self.source_timezone)
         source = Source.for_hook(self.get_source_hook(), tz, self.epoch_unit)
         source.check_sql(self.sql, self.stream)
-        redis = RedisStreamHook(self.redis_conn_id)
+        redis = self._redis_hook()
         lookback_us = self.lookback // timedelta(microseconds=1)
         start_from_us = None if self.start_from is None else datetime_to_us(self.start_from, tz)
 
