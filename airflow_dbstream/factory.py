@@ -20,7 +20,7 @@ REQUIRED = ("name", "sql_conn_id", "sql", "stream", "pkey_column", "epoch_column
 OPTIONAL = (
     "redis_conn_id", "schedule", "start_from", "maxlen", "batch_size", "parameters", "source_timezone",
     "epoch_unit", "run_for", "poll_interval", "retries", "retry_delay", "description", "tags",
-    "execution_timeout", "paused",
+    "execution_timeout", "paused", "snapshot_chunk_size", "deleted_column", "track_keys",
 )  # fmt: skip
 DAG_KEYS = ("schedule", "retries", "retry_delay", "description", "tags", "paused")
 DURATIONS = ("lookback", "run_for", "poll_interval", "retry_delay", "execution_timeout")

@@ -3,7 +3,8 @@
 A replay appends every row of the range again, whatever ``seen`` says, with an extra ``replay``
 field (the run that asked for it) so consumers can tell replayed messages from changes. It reads
 and writes no dedup state and never moves the watermark. A reset deletes the watermark, ``seen``
-and digests (never the stream's messages): the next cycle is a first cycle again.
+and digests and a snapshot's progress (never the stream's messages, nor the live-key set that
+ReconcileDeletesOperator reads): the next cycle is a first cycle again.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_dbstream.deletes import is_deleted
 from airflow_dbstream.encoding import RowEncoder
 from airflow_dbstream.epoch import datetime_to_us, load_timezone, us_to_datetime
+from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.keys import StreamKeys
 from airflow_dbstream.sources import Source
 
@@ -48,23 +51,27 @@ def replay(
             "window_end": source.bind(end_us, is_end=True),
         }
         encoder: RowEncoder | None = None
+        deleted_index: int | None = None
         for columns, rows in source.batches(operator.sql, params, operator.batch_size):
             if encoder is None:
                 encoder = RowEncoder(
                     operator.stream, columns, operator.pkey_columns, operator.epoch_column, tz,
                     operator.epoch_unit,
                 )  # fmt: skip
+                deleted_index = _deleted_index(operator, encoder.columns)
             messages = [encoder.encode(row, rows_read + i + 1) for i, row in enumerate(rows)]
             rows_read += len(messages)
-            # The SQL may not bind window_end: the range's end is enforced here.
-            chosen = [m for m in messages if start_us <= m.epoch_us < end_us]
             pipe = client.pipeline(transaction=False)
-            for m in chosen:
+            for row, m in zip(rows, messages, strict=True):
+                if not start_us <= m.epoch_us < end_us:  # the SQL may not bind window_end
+                    continue
                 fields = {"payload": m.payload, "variant": operator.variant, "epoch": m.epoch_us,
                           "pkey": m.pkey, "replay": marker}  # fmt: skip
+                if deleted_index is not None and is_deleted(row[deleted_index]):
+                    fields["op"] = "delete"  # as the cycle sent it: a soft-deleted row is a tombstone
                 pipe.xadd(keys.stream, fields, maxlen=operator.maxlen, approximate=True)
+                replayed += 1
             pipe.execute()
-            replayed += len(chosen)
     finally:
         source.close()
     figures = {
@@ -78,6 +85,17 @@ def replay(
     }
     client.hset(keys.state, "last_replay", json.dumps({**figures, "finished_at": _now()}))
     return figures
+
+
+def _deleted_index(operator: SqlToRedisStreamOperator, columns: list[str]) -> int | None:
+    if operator.deleted_column is None:
+        return None
+    if operator.deleted_column not in columns:
+        raise DbStreamInputError(
+            f"Stream {operator.stream!r}: the query returned no column {operator.deleted_column!r} "
+            f"(deleted_column); it returned {columns}."
+        )
+    return columns.index(operator.deleted_column)
 
 
 def reset(redis: RedisStreamHook, stream: str, marker: str) -> dict[str, Any]:

@@ -70,6 +70,7 @@ def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
         "last_cycle": _json_field(fields, "last_cycle"),
         "last_replay": _json_field(fields, "last_replay"),
         "last_reset": _json_field(fields, "last_reset"),
+        "snapshot": {k: v for k, v in fields.items() if k.startswith("snapshot_")} or None,
         "checked_at": _iso(now_us),
     }
 
@@ -101,13 +102,23 @@ def format_status(status: dict[str, Any]) -> str:
             "last cycle:     "
             + " ".join(
                 f"{name}={cycle.get(name)}"
-                for name in ("rows_read", "emitted", "duplicates", "lag_seconds", "duration_seconds")
+                for name in (
+                    "rows_read",
+                    "emitted",
+                    "duplicates",
+                    "deletes",
+                    "lag_seconds",
+                    "duration_seconds",
+                )
+                if name in cycle
             )
         )
         lines.append(f"                window=[{cycle.get('window_start')}, {cycle.get('window_end')})")
         lines.append(f"                finished_at={cycle.get('finished_at')}")
     else:
         lines.append("last cycle:     (none recorded)")
+    if status.get("snapshot"):
+        lines.append("snapshot:       " + " ".join(f"{k[9:]}={v}" for k, v in status["snapshot"].items()))
     for name in ("last_replay", "last_reset"):
         value = status.get(name)
         if isinstance(value, dict):

@@ -82,3 +82,16 @@ def test_start_from_param_applies_to_a_first_cycle_only(pg_table, stream, redis_
     early = (now - timedelta(hours=5)).isoformat()
     second = _run(pg_table, stream, "r", minute, action="cycle", start_from=early)
     assert (second["emitted"], second["rows_read"]) == (1, 3)  # the watermark wins: rows 9, 10, 1
+
+
+def test_replay_of_a_soft_deleted_row_is_a_marked_tombstone(pg_table, stream, redis_client):
+    pg_table.execute("ALTER TABLE {table} ADD COLUMN deleted boolean NOT NULL DEFAULT false")
+    now = pg_table.now()
+    pg_table.insert([(1, "kept", now - timedelta(minutes=2)), (2, "gone", now - timedelta(minutes=1))])
+    pg_table.execute("UPDATE {table} SET deleted = true WHERE id = 2")
+    sql = f"SELECT id, name, updated_at, deleted FROM {pg_table.name} WHERE updated_at >= %(window_start)s"
+    operator = make_operator(pg_table, stream, sql=sql, deleted_column="deleted")
+    params = {"action": "replay", "replay_from": (now - timedelta(hours=1)).isoformat()}
+    assert operator.execute(context={"params": params, "run_id": "r"})["replayed"] == 2
+    ops = {m["pkey"]: (m.get("op"), m["replay"]) for m in read_stream(redis_client, stream)}
+    assert ops == {"1": (None, "r"), "2": ("delete", "r")}
