@@ -2,15 +2,19 @@
 
 Airflow runs the DAGs itself (dag.test, `airflow dags test`, `airflow tasks clear`) in subprocesses
 with a throwaway AIRFLOW_HOME, connections from AIRFLOW_CONN_* variables, a Postgres database of
-its own and Redis db 10.
+its own and a redis-server of its own (the DAGs write fixed stream names such as `customers`, so
+clones of the project running these tests at once must not share a Redis database).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -18,11 +22,10 @@ import psycopg
 import pytest
 import redis
 
-from tests.conftest import PROJECT_ROOT, REDIS_HOST, REDIS_PORT
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REDIS_DB = 10
 DAGS = PROJECT_ROOT / "dags"
 EXPECTED_DAGS = {"customers_to_stream", "customers_continuous", "stream_orders", "stream_invoices"}
 # Run DAGs by id from a dags folder, as the scheduler would, with no retry delays.
@@ -71,7 +74,30 @@ with create_session() as session:
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory):
+def own_redis(tmp_path_factory):
+    """A redis-server on a free loopback port, stopped afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield client, port
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, own_redis):
     name = f"dbstream_ops_{uuid.uuid4().hex[:10]}"
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True)
     admin.execute(f"CREATE DATABASE {name}")
@@ -79,8 +105,7 @@ def airflow_env(tmp_path_factory):
     with psycopg.connect(dsn, autocommit=True) as db:
         db.execute((DAGS / "sql/seed_customers.sql").read_text())
         db.execute((DAGS / "sql/seed_orders.sql").read_text())
-    target = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, decode_responses=True)
-    target.flushdb()
+    target, port = own_redis
     home = tmp_path_factory.mktemp("airflow")
     env = {
         **os.environ,
@@ -91,13 +116,12 @@ def airflow_env(tmp_path_factory):
             {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": name}
         ),
         "AIRFLOW_CONN_REDIS_DEFAULT": json.dumps(
-            {"conn_type": "redis", "host": REDIS_HOST, "port": REDIS_PORT, "extra": {"db": REDIS_DB}}
+            {"conn_type": "redis", "host": "127.0.0.1", "port": port, "extra": {"db": 0}}
         ),
     }
     migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     yield env, target, dsn
-    target.flushdb()
     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.close()
 
@@ -141,7 +165,7 @@ def test_every_dag_runs_green(airflow_env):
     assert [r["dag_id"] for r in results] == ids, output[-4000:]
     assert all(r["state"] == "success" for r in results), output[-4000:]
     continuous, interval, invoices = results
-    assert continuous["xcom"]["cycles"] >= 2 and continuous["xcom"]["emitted_total"] == 1000
+    assert continuous["xcom"]["cycles"] >= 2 and continuous["xcom"]["emitted_total"] == 1000, continuous
     assert interval["xcom"]["emitted"] == 0 and interval["xcom"]["duplicates"] == 1000  # same stream
     assert invoices["xcom"]["emitted"] == 600
     assert target.xlen("customers") == 1000 and target.xlen("invoices") == 600
