@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def seed_sqlite() -> None:
          for g in range(1, 1001)],
     )  # fmt: skip
     db.commit()
-    print(f"source: SQLite {SQLITE_FILE} (no Postgres answered), "
+    print(f"source: SQLite {SQLITE_FILE} (DEMO_SOURCE=sqlite, or no Postgres answered), "
           f"{db.execute('SELECT count(*) FROM customers').fetchone()[0]} customers")  # fmt: skip
     db.close()
     os.environ["AIRFLOW_CONN_CRM_DB"] = json.dumps({"conn_type": "sqlite", "host": str(SQLITE_FILE)})
@@ -134,6 +135,8 @@ def main() -> int:
     logical_date = pendulum.now("UTC").start_of("minute")
     try:
         for n in range(1, CYCLES + 1):
+            if n > 1:
+                time.sleep(2)  # let the writer change a few rows between cycles
             run = dag.test(logical_date=logical_date.add(minutes=n))
             print(f"cycle {n} (DAG run {run.run_id}): {run.state}")
             if run.state != "success":
