@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from airflow_dbstream.errors import DbStreamInputError
 
-_VALID_STREAM = re.compile(r"^[\w.:{}\-/]{1,200}$")
+_VALID_STREAM = re.compile(r"[\w.:{}\-/]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _has_hash_tag(stream: str) -> bool:
 
 
 def validate_stream_name(stream: str) -> None:
-    if not isinstance(stream, str) or not _VALID_STREAM.match(stream):
+    if not isinstance(stream, str) or not _VALID_STREAM.fullmatch(stream):
         raise DbStreamInputError(
             f"Invalid stream name {stream!r}: use 1-200 characters among letters, digits, "
             "'_', '-', '.', ':', '/' and an optional '{hash tag}'."

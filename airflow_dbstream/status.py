@@ -34,6 +34,8 @@ def _groups(client: Any, stream: str) -> list[dict[str, Any]]:
 
     try:
         groups = client.xinfo_groups(stream)
+    except redis.exceptions.NoPermissionError:
+        raise  # an ACL to fix, not an empty stream
     except redis.ResponseError:  # no such key: a stream not written yet has no groups
         return []
     result = []

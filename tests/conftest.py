@@ -363,3 +363,32 @@ def databases(monkeypatch, tmp_path) -> Iterator:
     yield open_database
     for database in opened:
         database.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """Start redis-servers of this test's own (AOF, TLS, ACL, maxmemory...) on free ports; stopped after."""
+    from tests.redis_servers import RedisServer
+
+    started: list[RedisServer] = []
+
+    def start(*args: str, **kwargs) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(started)}", *args, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory):
+    """A real 3-master Redis Cluster on loopback, shared by one test module."""
+    from tests.redis_servers import RedisClusterServers
+
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.redis.hooks.redis import RedisHook
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ResponseError
+from redis.retry import Retry
 
+from airflow_dbstream import faults
 from airflow_dbstream.encoding import Message
+from airflow_dbstream.errors import RedisPermissionError
 from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.scripts import SCRIPT_NAMES, script_source
+from airflow_dbstream.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source
 from airflow_dbstream.window import trim_cutoff
 
 TRIM_CHUNK = 1000
@@ -20,6 +32,23 @@ TRIM_CHUNK = 1000
 class EmitResult:
     emitted: int
     duplicates: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    """This cycle's hold on ``<tag>:lock``: the token the fenced scripts check, the lease length."""
+
+    lock: str
+    token: str
+    lease_ms: int
+
+
+class LockBusy(Exception):
+    """Another cycle holds the stream's lock (``holder`` names it) for ``ms_left`` more ms."""
+
+    def __init__(self, holder: str, ms_left: int) -> None:
+        super().__init__(holder, ms_left)
+        self.holder, self.ms_left = holder, ms_left
 
 
 @dataclass(frozen=True)
@@ -45,12 +74,111 @@ class RedisStreamHook(RedisHook):
     def __init__(self, redis_conn_id: str = RedisHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(redis_conn_id=redis_conn_id, **kwargs)
         self._scripts: dict[str, Any] = {}
+        self.lease: Lease | None = None  # set while a cycle holds the stream's lock
 
     def _script(self, name: str) -> Any:
         if not self._scripts:
             client = self.get_conn()
             self._scripts = {n: client.register_script(script_source(n)) for n in SCRIPT_NAMES}
+            for n in FENCED_SCRIPTS:
+                self._scripts[f"fenced_{n}"] = client.register_script(fenced_source(n))
         return self._scripts[name]
+
+    def _run(self, name: str, keys: StreamKeys, script_keys: list[str], args: list[Any]) -> Any:
+        """One script call, fenced by the lease when held, retried on transient faults."""
+        if self.lease is not None and name in FENCED_SCRIPTS:
+            script = self._script(f"fenced_{name}")
+            script_keys, args = [*script_keys, self.lease.lock], [*args, self.lease.token]
+        else:
+            script = self._script(name)
+        run = lambda: script(keys=script_keys, args=args)  # noqa: E731
+        return faults.call(name, keys.stream, run, source=script.script)
+
+    def get_conn(self) -> Any:
+        """The provider's client, with redis-py's reconnect retries kept short: faults.call backs off."""
+        fresh = self.redis is None
+        client = super().get_conn()
+        if fresh and isinstance(client, Redis):
+            client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), 3))
+        return client
+
+    @contextmanager
+    def cycle_lock(self, keys: StreamKeys, lease_ms: int, wait_s: float = 0.0) -> Iterator[Lease]:
+        """
+        Hold ``<tag>:lock`` for one cycle; raises LockBusy when another holder keeps it past wait_s.
+
+        The lease is renewed before every batch and by a heartbeat every third of the lease, so only
+        a worker that is dead or frozen as a whole loses it; the fenced scripts then refuse its writes.
+        """
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        deadline = time.monotonic() + wait_s
+        waiting = False
+        while True:
+            taken = self._run("lease", keys, [keys.lock], ["acquire", token, lease_ms])
+            if int(taken[0]) == 1:
+                break
+            holder, ms_left = taken[1].decode(), int(taken[2])
+            if time.monotonic() >= deadline:
+                raise LockBusy(holder, ms_left)
+            if not waiting:
+                waiting = True
+                self.log.info(
+                    "Stream %s: another cycle (%s) holds %s for %.1f s more; waiting up to %.1f s",
+                    keys.stream, holder, keys.lock, ms_left / 1000, wait_s,
+                )  # fmt: skip
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01), max(ms_left, 10) / 1000))
+        self.lease = Lease(keys.lock, token, lease_ms)
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._keep_alive, args=(keys, self.lease, stop), name=f"lease:{keys.stream}", daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield self.lease
+        except BaseException:
+            self._release(keys, stop, heartbeat, token, lease_ms, quiet=True)
+            raise
+        self._release(keys, stop, heartbeat, token, lease_ms, quiet=False)
+
+    def _release(self, keys, stop, heartbeat, token: str, lease_ms: int, *, quiet: bool) -> None:
+        """Stop the heartbeat and free the lock, once, without retries (an unreleased lock expires).
+
+        A permission error is raised when the cycle itself succeeded: it would block the next cycle.
+        """
+        stop.set()
+        heartbeat.join()
+        self.lease = None
+        try:
+            faults.call(
+                "lease", keys.stream,
+                lambda: self._script("lease")(keys=[keys.lock], args=["release", token, lease_ms]),
+                delays=(),
+                source=script_source("lease"),
+            )  # fmt: skip
+        except Exception as exc:
+            if not quiet and isinstance(exc, RedisPermissionError):
+                raise  # the lock would stay and block the next cycles: an ACL to fix, not a fault
+            self.log.warning(
+                "Stream %s: lock %s not released (%s); it expires on its own", keys.stream, keys.lock, exc
+            )
+
+    def _keep_alive(self, keys: StreamKeys, lease: Lease, stop: threading.Event) -> None:
+        """Renew the lease every third of it while the cycle runs (slow queries, slow first batch)."""
+        script = self._script("lease")
+        while not stop.wait(lease.lease_ms / 3000):
+            try:
+                if int(script(keys=[keys.lock], args=["renew", lease.token, lease.lease_ms])) != 1:
+                    return  # lost: the next fenced call fails the cycle with a clear error
+            except Exception as exc:  # Redis unreachable: the cycle's own calls retry and report it
+                self.log.debug("Stream %s: lease renewal failed: %s", keys.stream, exc)
+
+    def renew(self, keys: StreamKeys) -> None:
+        """Extend the lease before a batch; fail fast when it was lost."""
+        if self.lease is None:
+            return
+        ok = self._run("lease", keys, [keys.lock], ["renew", self.lease.token, self.lease.lease_ms])
+        if int(ok) != 1:
+            raise faults.permanent_error("renew", keys.stream, ResponseError(faults.LOCK_LOST))
 
     def emit(
         self,
@@ -72,11 +200,12 @@ class RedisStreamHook(RedisHook):
         for m in messages:
             args += (m.pkey, m.epoch_us, m.digest, m.payload)
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
-        emitted, duplicates = self._script(script)(keys=script_keys, args=args)
+        self.renew(keys)
+        emitted, duplicates = self._run(script, keys, script_keys, args)
         return EmitResult(int(emitted), int(duplicates))
 
     def read_state(self, keys: StreamKeys) -> StreamState:
-        raw = self.get_conn().hgetall(keys.state)
+        raw = faults.call("read_state", keys.stream, lambda: self.get_conn().hgetall(keys.state))
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         watermark = fields.get("watermark")
         return StreamState(int(watermark) if watermark else None, fields)
@@ -92,7 +221,7 @@ class RedisStreamHook(RedisHook):
         args: list[Any] = ["" if watermark_us is None else watermark_us]
         for field, value in figures.items():
             args += (field, "" if value is None else str(value))
-        committed = self._script("commit")(keys=[keys.state], args=args)
+        committed = self._run("commit", keys, [keys.state], args)
         committed_us = int(committed) if committed else None
         if committed_us is not None:
             self.trim(keys, trim_cutoff(committed_us, lookback_us))
@@ -102,23 +231,25 @@ class RedisStreamHook(RedisHook):
         """Remove ``seen`` members scored below cutoff, ``chunk`` per call so Redis never stalls."""
         removed = 0
         while True:
-            n = int(self._script("trim")(keys=[keys.seen, keys.digest], args=[cutoff_us, chunk]))
+            n = int(self._run("trim", keys, [keys.seen, keys.digest], [cutoff_us, chunk]))
             removed += n
             if n < chunk:
                 return removed
 
     def save_fields(self, keys: StreamKeys, fields: Mapping[str, Any]) -> None:
         """Record progress (the snapshot's cursor) in ``<tag>:state`` without touching the watermark."""
-        self.get_conn().hset(keys.state, mapping={k: str(v) for k, v in fields.items()})
+        mapping = {k: str(v) for k, v in fields.items()}
+        faults.call("save_fields", keys.stream, lambda: self.get_conn().hset(keys.state, mapping=mapping))
 
     def drop_fields(self, keys: StreamKeys, *names: str) -> None:
-        self.get_conn().hdel(keys.state, *names)
+        faults.call("drop_fields", keys.stream, lambda: self.get_conn().hdel(keys.state, *names))
 
     def mark_keys(self, keys: StreamKeys, pkeys: Sequence[str], at_us: int) -> None:
         """Reconcile: the tracked keys found in the source are known present at ``at_us``."""
         if pkeys:
             mapping = dict.fromkeys(pkeys, at_us)
-            self.get_conn().zadd(keys.keys, mapping, xx=True, gt=True)
+            client = self.get_conn()
+            faults.call("mark_keys", keys.stream, lambda: client.zadd(keys.keys, mapping, xx=True, gt=True))
 
     def sweep(
         self, keys: StreamKeys, variant: str, maxlen: int | None, cutoff_us: int, chunk: int = TRIM_CHUNK
@@ -127,7 +258,7 @@ class RedisStreamHook(RedisHook):
         swept = 0
         script_keys = [keys.stream, keys.seen, keys.digest, keys.keys]
         while True:
-            n = int(self._script("sweep")(keys=script_keys, args=[variant, maxlen or 0, cutoff_us, chunk]))
+            n = int(self._run("sweep", keys, script_keys, [variant, maxlen or 0, cutoff_us, chunk]))
             swept += n
             if n < chunk:
                 return swept

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_dbstream import faults
 from airflow_dbstream.emitter import BatchEmitter
 from airflow_dbstream.epoch import check_unit, datetime_to_us, load_timezone, us_to_datetime
 from airflow_dbstream.errors import DbStreamInputError
-from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
 from airflow_dbstream.params import RunRequest
 from airflow_dbstream.replay import replay, reset
@@ -103,6 +106,9 @@ class SqlToRedisStreamOperator(BaseOperator):
         emitted once with ``op=delete``.
     :param track_keys: keep the live keys the stream carries in ``<tag>:keys``, which
         ReconcileDeletesOperator compares with the source to find hard deletes.
+    :param lock_lease: how long the stream's lock outlives its last renewal (renewed every batch and
+        by a heartbeat every third of the lease); a lock left by a killed worker frees itself after this.
+    :param lock_wait: how long to wait for another cycle of the same stream before skipping.
     """
 
     template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
@@ -132,6 +138,8 @@ class SqlToRedisStreamOperator(BaseOperator):
         snapshot_chunk_size: int | None = 50_000,
         deleted_column: str | None = None,
         track_keys: bool = False,
+        lock_lease: timedelta = timedelta(seconds=30),
+        lock_wait: timedelta = timedelta(0),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -175,6 +183,13 @@ class SqlToRedisStreamOperator(BaseOperator):
         self.snapshot_chunk_size = snapshot_chunk_size
         self.deleted_column = deleted_column
         self.track_keys = track_keys
+        if lock_lease < timedelta(milliseconds=100) or lock_wait < timedelta(0):
+            raise DbStreamInputError(
+                f"lock_lease must be at least 100 ms and lock_wait not negative, got {lock_lease!r}, "
+                f"{lock_wait!r}."
+            )
+        self.lock_lease = lock_lease
+        self.lock_wait = lock_wait
 
     @property
     def pkey_columns(self) -> list[str]:
@@ -245,18 +260,26 @@ class SqlToRedisStreamOperator(BaseOperator):
         period = self.poll_interval.total_seconds()
         totals = dict.fromkeys(("rows_read", "emitted", "duplicates"), 0)
         cycles = 0
+        figures: dict[str, Any] | None = None
         while True:
             started = time.monotonic()
-            figures = self._cycle_and_status(context)
-            cycles += 1
-            for name in totals:
-                totals[name] += figures[name]
+            try:
+                figures = self._cycle_and_status(context)
+            except AirflowSkipException:  # another cycle holds the stream: try again next period
+                if figures is None and started + period >= deadline:
+                    raise
+            else:
+                cycles += 1
+                for name in totals:
+                    totals[name] += figures[name]
             # Cycles start poll_interval apart (back to back when one takes longer), so a commit
             # waits at most about poll_interval plus one cycle before it is in the stream.
             next_start = max(time.monotonic(), started + period)
             if next_start >= deadline:
                 break
             time.sleep(max(0.0, next_start - time.monotonic()))
+        if figures is None:
+            raise AirflowSkipException(f"Stream {self.stream!r}: another cycle held the stream throughout")
         return {**figures, "cycles": cycles, **{f"{name}_total": n for name, n in totals.items()}}
 
     def _redis_hook(self) -> RedisStreamHook:
@@ -267,16 +290,39 @@ class SqlToRedisStreamOperator(BaseOperator):
 
     def _cycle_and_status(self, context: Context) -> dict[str, Any]:
         figures = self._cycle(context)
-        record_status(self._redis_hook().get_conn(), StreamKeys.for_stream(self.stream))
+        client = self._redis_hook().get_conn()
+        faults.call("status", self.stream, lambda: record_status(client, StreamKeys.for_stream(self.stream)))
         return figures
 
     def _cycle(self, context: Context) -> dict[str, Any]:
-        started = time.monotonic()
         keys = StreamKeys.for_stream(self.stream)
+        redis = self._redis_hook()
+        with self._cycle_lock(redis, keys):
+            return self._locked_cycle(redis, keys)
+
+    @contextmanager
+    def _cycle_lock(self, redis: RedisStreamHook, keys: StreamKeys) -> Iterator[None]:
+        """One cycle per stream at a time: overlapping cycles would reorder versions of a key."""
+        lease_ms = self.lock_lease // timedelta(milliseconds=1)
+        try:
+            with redis.cycle_lock(keys, lease_ms, self.lock_wait.total_seconds()):
+                yield
+        except LockBusy as busy:
+            self.log.info(
+                "Stream %s: skipping this cycle, another cycle (%s) holds %s for %.1f s more; it will "
+                "pick up these changes.",
+                self.stream,
+                busy.holder,
+                keys.lock,
+                busy.ms_left / 1000,
+            )
+            raise AirflowSkipException(f"Stream {self.stream!r}: another cycle is running") from None
+
+    def _locked_cycle(self, redis: RedisStreamHook, keys: StreamKeys) -> dict[str, Any]:
+        started = time.monotonic()
         tz = load_timezone(self.source_timezone)
         source = Source.for_hook(self.get_source_hook(), tz, self.epoch_unit)
         source.check_sql(self.sql, self.stream)
-        redis = self._redis_hook()
         lookback_us = self.lookback // timedelta(microseconds=1)
         start_from_us = None if self.start_from is None else datetime_to_us(self.start_from, tz)
 

@@ -26,6 +26,7 @@ from datetime import timedelta
 from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
 kwargs = json.loads(sys.argv[1])
 kwargs["lookback"] = timedelta(hours=1)
+kwargs["lock_lease"] = timedelta(seconds=2)  # the lock a SIGKILLed cycle leaves behind frees itself soon
 SqlToRedisStreamOperator(task_id="snapshot", **kwargs).execute(context={})
 """
 
@@ -92,7 +93,9 @@ def test_snapshot_killed_halfway_resumes_and_every_row_arrives_once(source, stre
     source.set(ROWS - 3, "changed ahead of the cursor", changed_at)
     source.insert([(ROWS + 1, "inserted during the snapshot", changed_at)])
 
-    resumed = run_cycle(source, stream, sql=sql, batch_size=2000, snapshot_chunk_size=10_000)
+    resumed = run_cycle(
+        source, stream, sql=sql, batch_size=2000, snapshot_chunk_size=10_000, lock_wait=timedelta(seconds=20)
+    )  # waits for the killed cycle's lock to expire
     assert resumed["rows_read"] < ROWS - done + 10_000  # it did not start over
     assert watermark(redis_client, stream) is not None
     assert not any(k.startswith("snapshot_") for k in _state(redis_client, stream))

@@ -1,0 +1,44 @@
+"""The least Redis ACL a production user needs for one stream, or a family of streams."""
+
+from __future__ import annotations
+
+# Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT; the state read at cycle start.
+CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall")
+# Called inside the Lua scripts (ACL applies to them too): lease, fence, emit, delete, commit, trim,
+# sweep. The snapshot's progress (HSET/HDEL on <tag>:state) needs no more.
+SCRIPT_COMMANDS = (
+    "set", "get", "pttl", "pexpire", "del",
+    "xadd", "zscore", "zadd", "hget", "hset",
+    "zrange", "zrem", "hdel",
+)  # fmt: skip
+# Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.status).
+STATUS_COMMANDS = ("time", "zcard", "xlen", "xinfo|groups", "hset")
+# Called by a run that resets or replays the stream (Trigger form): a MULTI/EXEC of DEL and HSET,
+# pipelined XADDs.
+RESET_REPLAY_COMMANDS = ("multi", "exec", "hget", "zcard", "del", "hset", "xadd")
+# Called by ReconcileDeletesOperator (hard deletes): it counts and marks <tag>:keys, then runs sweep.lua.
+RECONCILE_COMMANDS = ("zcount", "zadd", "evalsha")
+# What redis-py's RedisCluster asks to learn the topology and the commands' keys.
+CLUSTER_COMMANDS = ("cluster|slots", "command")
+
+CYCLE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS + STATUS_COMMANDS))
+REQUIRED_COMMANDS = tuple(dict.fromkeys(CYCLE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS))
+
+
+def key_patterns(stream_pattern: str) -> list[str]:
+    """Key patterns of a stream and its companions: ``orders`` -> ``orders`` and ``{orders}:*``."""
+    if "{" in stream_pattern:
+        return [stream_pattern, stream_pattern + ":*"]
+    return [stream_pattern, "{" + stream_pattern + "}:*"]
+
+
+def acl_rules(stream_pattern: str, *, cluster: bool = False) -> list[str]:
+    """ACL SETUSER rules (after ``on >password``) granting exactly what cycles need."""
+    commands = REQUIRED_COMMANDS + (CLUSTER_COMMANDS if cluster else ())
+    return [
+        "resetkeys",
+        *(f"~{p}" for p in key_patterns(stream_pattern)),
+        "resetchannels",
+        "-@all",
+        *(f"+{c}" for c in commands),
+    ]
