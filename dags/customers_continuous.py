@@ -42,6 +42,7 @@ with DAG(
         lookback=timedelta(minutes=2),  # the demo's writers commit at once; size it to your database
         variant="customer.v1",
         maxlen=1_000_000,
+        track_keys=True,  # keep the live keys for the customers_reconcile DAG (hard deletes)
         run_for=timedelta(minutes=5),  # then the next run starts; logs and XComs stay per run
         poll_interval=timedelta(seconds=1),
         execution_timeout=timedelta(minutes=10),

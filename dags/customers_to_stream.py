@@ -44,6 +44,7 @@ with DAG(
         variant="customer.v1",
         start_from=None,  # first cycle: a full snapshot
         maxlen=1_000_000,
+        track_keys=True,  # keep the live keys for the customers_reconcile DAG (hard deletes)
         batch_size=1000,
         source_timezone="UTC",
         execution_timeout=timedelta(minutes=10),

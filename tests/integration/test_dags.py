@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAGS = PROJECT_ROOT / "dags"
 EXPECTED_DAGS = {"customers_to_stream", "customers_continuous", "stream_orders", "stream_invoices"}
+RECONCILE_DAGS = {"customers_reconcile"}  # no stream Params: it sends only tombstones
 # Run DAGs by id from a dags folder, as the scheduler would, with no retry delays.
 RUN_DAGS = """
 import json, sys
@@ -143,7 +144,7 @@ def test_every_dag_parses_with_its_params_and_schedule():
 
     bag = DagBag(str(DAGS))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == EXPECTED_DAGS
+    assert set(bag.dag_ids) == EXPECTED_DAGS | RECONCILE_DAGS
     continuous = bag.dags["customers_continuous"]
     assert continuous.timetable.__class__.__name__ == "ContinuousTimetable"
     assert continuous.max_active_runs == 1
@@ -229,3 +230,22 @@ def test_a_cleared_failed_task_rerun_emits_exactly_the_missing_rows(airflow_env,
     assert "emitted=501 duplicates=500" in output
     pkeys = [fields["pkey"] for _id, fields in target.xrange("flaky")]
     assert sorted(map(int, pkeys)) == list(range(1, 1002))  # every row exactly once
+
+
+def test_the_reconcile_dag_tombstones_the_deleted_customers(airflow_env):
+    env, target, dsn = airflow_env
+    results, output = _python(env, RUN_DAGS.format(dags=str(DAGS), dag_ids=["customers_to_stream"]))
+    assert results and results[0]["state"] == "success", output[-4000:]
+    assert target.zcard("{customers}:keys") == 1000  # track_keys=True in the streaming DAGs
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("DELETE FROM customers WHERE id IN (7, 8)")
+    # The seeded rows are minutes old, inside lookback; make 7, 8 and 9 look last seen a day ago.
+    day_ago_us = (int(target.time()[0]) - 86_400) * 1_000_000
+    target.zadd("{customers}:keys", dict.fromkeys(["7", "8", "9"], day_ago_us), xx=True)
+
+    results, output = _python(env, RUN_DAGS.format(dags=str(DAGS), dag_ids=["customers_reconcile"]))
+    assert results and results[0]["state"] == "success", output[-4000:]
+    assert results[0]["xcom"]["deleted"] == 2 and results[0]["xcom"]["keys_scanned"] == 998
+    tombstones = [f for _, f in target.xrange("customers") if f.get("op") == "delete"]
+    assert sorted(f["pkey"] for f in tombstones) == ["7", "8"]
+    assert "Reconcile of stream customers: keys_scanned=998 deleted=2" in output
