@@ -119,9 +119,7 @@ class Snapshot:
             total = self._count(params)
             self.redis.save_fields(self.keys, {STARTED: started_us, ROWS: 0, TOTAL: total})
         else:
-            self.log.info(
-                "Snapshot of stream %s resumes after %d rows (cursor %s)", stream, done, fields.get(CURSOR)
-            )
+            self.log.info("Snapshot of stream %s resumes after %d rows", stream, done)
         rows_read = emitted = duplicates = deletes = 0
         clock = time.monotonic()
         quote = self.source.identifier_quote

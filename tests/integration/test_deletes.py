@@ -79,3 +79,18 @@ def test_deleted_column_missing_from_the_query(source, stream, redis_client):
     with pytest.raises(DbStreamInputError, match=r"no column 'deleted_at' \(deleted_column\)"):
         run_cycle(source, stream, deleted_column="deleted_at")
     assert redis_client.xlen(stream) == 0
+
+
+def test_a_replay_sends_soft_deleted_rows_as_deletes(pg_table, stream, redis_client):
+    from tests.conftest import make_operator
+
+    pg_table.execute("ALTER TABLE {table} ADD COLUMN deleted boolean NOT NULL DEFAULT false")
+    pg_table.sql = pg_table.sql.replace("updated_at FROM", "updated_at, deleted FROM")
+    now = pg_table.now()
+    pg_table.insert([(1, "a", now - timedelta(minutes=2)), (2, "b", now - timedelta(minutes=1))])
+    pg_table.execute("UPDATE {table} SET deleted = true WHERE id = 2")
+    operator = make_operator(pg_table, stream, deleted_column="deleted")
+    params = {"action": "replay", "replay_from": (now - timedelta(hours=1)).isoformat()}
+    assert operator.execute(context={"params": params, "run_id": "r1"})["replayed"] == 2
+    ops = {m["pkey"]: m.get("op") for m in read_stream(redis_client, stream)}
+    assert ops == {"1": None, "2": "delete"}
