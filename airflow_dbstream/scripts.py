@@ -8,7 +8,7 @@ from pathlib import Path
 
 SCRIPT_NAMES = ("emit", "commit", "trim", "delete", "sweep", "lease")
 # Scripts that write what only the lock holder may write: run behind lua/fence.lua during a cycle.
-FENCED_SCRIPTS = ("emit", "delete", "commit")
+FENCED_SCRIPTS = ("emit", "delete", "commit", "sweep")
 
 
 @cache

@@ -5,8 +5,8 @@ keys with the keys the `customers` stream carries (`{customers}:keys`, kept beca
 DAGs set track_keys=True). Its cost is a full scan of the table's key column per run, so it runs
 daily, off-peak. Keys emitted within `lookback` of the run wait for the next run.
 
-Run it in the pool `dbstream_customers` with the streaming DAGs' tasks (a pool of one slot keeps a
-reconcile from overlapping a cycle of the same stream), or leave `pool` out on a quiet source.
+The key scan runs beside the streaming cycles; the tombstones are sent under the stream's cycle
+lock, after any running cycle (lock_wait), so none of them can overtake a late upsert.
 
 Connections: crm_db (any common-sql connection), redis_default (the redis provider's connection).
 """

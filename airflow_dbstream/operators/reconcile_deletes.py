@@ -12,13 +12,15 @@ from airflow.sdk import BaseOperator
 from airflow_dbstream.encoding import RowEncoder
 from airflow_dbstream.epoch import load_timezone, us_to_datetime
 from airflow_dbstream.errors import DbStreamInputError
-from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
 from airflow_dbstream.operators.sql_to_redis_stream import sql_source_hook
 from airflow_dbstream.sources import Source
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+SWEEP_LEASE_MS = 30_000  # renewed by the hook's heartbeat while the sweep runs
 
 
 class ReconcileDeletesOperator(BaseOperator):
@@ -44,6 +46,8 @@ class ReconcileDeletesOperator(BaseOperator):
     :param source_timezone: the IANA zone of naive timestamps in a key.
     :param max_deletes: refuse to send more tombstones than this in one run (None: no limit); a guard
         against a key query that returns nothing by mistake.
+    :param lock_wait: the tombstones are sent under the stream's cycle lock (so no cycle that read a
+        row before its deletion emits it after its tombstone); how long to wait for a running cycle.
     """
 
     template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
@@ -66,6 +70,7 @@ class ReconcileDeletesOperator(BaseOperator):
         parameters: Mapping[str, Any] | None = None,
         source_timezone: str = "UTC",
         max_deletes: int | None = None,
+        lock_wait: timedelta = timedelta(minutes=2),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -92,6 +97,7 @@ class ReconcileDeletesOperator(BaseOperator):
         self.parameters = parameters
         self.source_timezone = source_timezone
         self.max_deletes = max_deletes
+        self.lock_wait = lock_wait
 
     @property
     def pkey_columns(self) -> list[str]:
@@ -137,7 +143,14 @@ class ReconcileDeletesOperator(BaseOperator):
                 f"({scanned} keys scanned), more than max_deletes={self.max_deletes}. Nothing was sent; "
                 "check the key SQL, or raise max_deletes if the rows really are gone."
             )
-        deleted = redis.sweep(keys, self.variant, self.maxlen, cutoff_us, min(self.batch_size, 1000))
+        try:
+            with redis.cycle_lock(keys, SWEEP_LEASE_MS, self.lock_wait.total_seconds()):
+                deleted = redis.sweep(keys, self.variant, self.maxlen, cutoff_us, min(self.batch_size, 1000))
+        except LockBusy as busy:
+            raise RuntimeError(
+                f"Stream {self.stream!r}: a cycle ({busy.holder}) held {keys.lock} for longer than "
+                f"lock_wait={self.lock_wait}; no tombstone was sent, a retry finds the same deletes."
+            ) from None
         figures = {
             "stream": self.stream,
             "keys_scanned": scanned,

@@ -93,6 +93,20 @@ def test_soft_delete_then_purge_is_one_tombstone(pg_table, stream, redis_client)
     assert [m.get("op") for m in read_stream(redis_client, stream) if m["pkey"] == "2"] == [None, "delete"]
 
 
+def test_tombstones_wait_for_the_streams_cycle_lock(source, stream, redis_client):
+    source.insert([(i, "a", source.now() - timedelta(hours=2)) for i in range(1, 4)])
+    run_cycle(source, stream, track_keys=True)
+    _delete(source, 2)
+    lock = "{" + stream + "}:lock"
+    redis_client.set(lock, "another-cycle", px=60_000)
+    with pytest.raises(RuntimeError, match="another-cycle"):
+        reconcile(source, stream, lock_wait=timedelta(seconds=0.3))
+    assert redis_client.xlen(stream) == 3  # nothing sent while a cycle held the stream
+    redis_client.delete(lock)
+    assert reconcile(source, stream)["deleted"] == 1
+    assert redis_client.get(lock) is None  # released
+
+
 def test_reconcile_refuses_a_stream_that_does_not_track_keys(source, stream, redis_client):
     source.insert([(1, "a", source.now())])
     run_cycle(source, stream)
