@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 RESERVED_PARAMETERS = ("window_start", "window_end")
+RESET_LOCK_WAIT = timedelta(minutes=1)  # a reset waits this long for a running cycle of the stream
 
 
 def _iso(epoch_us: int | None) -> str | None:
@@ -236,10 +237,24 @@ class SqlToRedisStreamOperator(BaseOperator):
         if request.start_from is not None:
             self.start_from = request.start_from
         if request.action == "reset":
-            marker = _run_marker(context)
-            note = reset(RedisStreamHook(self.redis_conn_id), self.stream, marker)
-            self.log.warning("Stream %s reset by %s: %s", self.stream, marker, note)
+            self._reset(_run_marker(context))
         return self._run_cycles(context)
+
+    def _reset(self, marker: str) -> None:
+        """Under the stream's lock, so a running cycle cannot commit its watermark after the reset."""
+        redis, keys = self._redis_hook(), StreamKeys.for_stream(self.stream)
+        lease_ms = self.lock_lease // timedelta(milliseconds=1)
+        wait_s = max(self.lock_wait, RESET_LOCK_WAIT).total_seconds()
+        try:
+            with redis.cycle_lock(keys, lease_ms, wait_s):
+                note = reset(redis, self.stream, marker)
+        except LockBusy as busy:
+            raise DbStreamInputError(
+                f"Stream {self.stream!r} was not reset: another cycle ({busy.holder}) still held "
+                f"{keys.lock} after {wait_s:.0f} s. Pause the stream's other DAGs, then trigger the "
+                "reset again."
+            ) from None
+        self.log.warning("Stream %s reset by %s: %s", self.stream, marker, note)
 
     def _replay(self, context: Context, request: RunRequest) -> dict[str, Any]:
         assert request.replay_from is not None
