@@ -131,7 +131,8 @@ class Model:
         self.stream: list[tuple[int, int, str]] = []
 
     def window(self) -> list[tuple[int, int, str]]:
-        start = -1 if self.watermark is None else self.watermark - LOOKBACK_US
+        # W - lookback, widened to the whole second as the Postgres source binds it (see second_bound)
+        start = -1 if self.watermark is None else (self.watermark - LOOKBACK_US) // 1_000_000 * 1_000_000
         return sorted((e, i, n) for i, (e, n) in self.rows.items() if e >= start)
 
     def cycle(self, batch_size: int, applied_batches: int | None, commits: bool) -> None:
