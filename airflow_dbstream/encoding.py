@@ -7,14 +7,17 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from typing import Any
+from itertools import repeat
+from json.encoder import encode_basestring
+from operator import attrgetter, floordiv, methodcaller, sub
+from typing import Any, NamedTuple
 
-from airflow_dbstream.epoch import to_epoch_us
+from airflow_dbstream.epoch import ONE_MICROSECOND, UNIX_EPOCH, to_epoch_us
 from airflow_dbstream.errors import DbStreamInputError
 
 _STRINGIFIED = (Decimal, uuid.UUID, IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface,
@@ -56,6 +59,48 @@ def make_default(tz: tzinfo):
     return default
 
 
+def _quoted(text_of: Callable[[Any], str]) -> Callable[[Iterable[Any]], Iterator[str]]:
+    return lambda values: map(encode_basestring, map(text_of, values))
+
+
+# Exact types and the JSON texts the json encoder (with make_default's hook) writes for a column of
+# them, made by C-level maps; float is for finite values only (encode_batch checks).
+_COLUMN_TEXTS: dict[type, Callable[[Iterable[Any]], Iterator[str]]] = {
+    str: partial(map, encode_basestring),
+    int: partial(map, int.__repr__),
+    bool: partial(map, {True: "true", False: "false"}.__getitem__),
+    float: partial(map, float.__repr__),
+    Decimal: _quoted(str),
+    uuid.UUID: _quoted(str),
+    date: _quoted(date.isoformat),
+    datetime: _quoted(datetime.isoformat),  # aware values only (encode_batch checks)
+}
+_TZINFO = attrgetter("tzinfo")
+_DIGEST = methodcaller("digest")
+_BLAKE2B_128 = partial(hashlib.blake2b, digest_size=16)
+
+
+def _one_shot_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    """Compact, exact JSON: the stdlib's C encoder made once, not once per call as ``JSONEncoder.encode``
+    does. Falls back to ``JSONEncoder.encode`` (same text) where the C encoder is not available."""
+    encoder = json.JSONEncoder(default=default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None or encode_basestring is not getattr(json.encoder, "c_encode_basestring", None):
+        return encoder.encode
+    try:
+        c_encode = make(None, default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+        def dumps(value: Any) -> str:
+            return "".join(c_encode(value, 0))
+
+        probe = {"a": [1, 2.5, 'é"\n', None, True, {"b": 10**30}], "c": Decimal("1.10")}
+        if dumps(probe) == encoder.encode(probe):
+            return dumps
+    except (TypeError, ValueError):
+        pass
+    return encoder.encode
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN or Infinity: such floats become the strings 'NaN', 'Infinity', '-Infinity'."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -67,9 +112,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class Message:
-    """One row version ready for the emit script."""
+class Message(NamedTuple):
+    """One row version ready for the emit script; its fields are in the script's ARGV order."""
 
     pkey: str
     epoch_us: int
@@ -111,10 +155,21 @@ class RowEncoder:
         self._composite = len(pkey_columns) > 1
         self.tz = tz
         self.epoch_unit = epoch_unit
-        default = make_default(tz)
-        self._dumps = json.JSONEncoder(
-            default=default, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode
+        self._dumps = _one_shot_encoder(make_default(tz))
+        # '{"id":%s,"name":%s}': a row's payload from its values' JSON texts (see encode_batch).
+        self._template = (
+            "{" + ",".join(encode_basestring(c).replace("%", "%%") + ":%s" for c in self.columns) + "}"
+            if not isinstance(getattr(self._dumps, "__self__", None), json.JSONEncoder)
+            else None
+        )
+        # Exact types the driver returns often, converted to their JSON text form before the C encoder
+        # sees them: the same strings ``default`` would give, without a call back into it per value.
+        self._fast: dict[type, Callable[[Any], Any]] = {
+            Decimal: str,
+            uuid.UUID: str,
+            date: date.isoformat,
+            datetime: lambda v: (v if v.tzinfo else v.replace(tzinfo=tz)).isoformat(),
+        }
 
     def encode(self, row: Sequence[Any], row_number: int) -> Message:
         pkey = self._pkey(row, row_number)
@@ -129,6 +184,97 @@ class RowEncoder:
             ) from None
         payload = self._payload(row, row_number, pkey)
         return Message(pkey, epoch_us, hashlib.blake2b(payload, digest_size=16).digest(), payload)
+
+    def encode_batch(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
+        """``encode`` for a batch, column-wise where it can; a bad row raises the error ``encode`` raises.
+
+        The column-wise path writes each value's JSON text with C-level maps and joins a row's texts
+        with a template, byte for byte the text of the json encoder; anything it does not take
+        (a NaN, a NULL key or epoch, an unencodable value) sends the batch to the row-wise path.
+        """
+        if not rows:
+            return []
+        if self._template is not None:
+            try:
+                return self._encode_columns(rows, first_row_number)
+            except Exception:  # the row-wise path is the reference: it encodes or names the problem
+                pass
+        return self._encode_rows(rows, first_row_number)
+
+    def _encode_columns(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
+        columns = list(zip(*rows, strict=True))
+        if len(columns) != len(self.columns):
+            raise ValueError("row length differs from the columns")
+        texts = [self._json_texts(values) for values in columns]
+        payloads = list(map(str.encode, map(self._template.__mod__, zip(*texts, strict=True))))
+        digests = map(_DIGEST, map(_BLAKE2B_128, payloads))
+        keys = columns[self._pkey_index[0]] if not self._composite else None
+        key_kinds = set(map(type, keys)) if keys is not None else None
+        if key_kinds == {str}:
+            pkeys: Any = keys
+        elif key_kinds == {int}:
+            pkeys = map(str, keys)
+        else:
+            pkeys = [self._pkey(row, n) for n, row in enumerate(rows, first_row_number)]
+        epochs = columns[self._epoch_index]
+        if set(map(type, epochs)) == {datetime} and None not in set(map(_TZINFO, epochs)):
+            epoch_us: Any = map(floordiv, map(sub, epochs, repeat(UNIX_EPOCH)), repeat(ONE_MICROSECOND))
+        else:
+            epoch_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
+        return list(map(tuple.__new__, repeat(Message), zip(pkeys, epoch_us, digests, payloads, strict=True)))
+
+    def _json_texts(self, values: Sequence[Any]) -> list[str]:
+        """The JSON text of each value of one column, exactly as the json encoder writes it in a payload."""
+        kinds = set(map(type, values))
+        nullable = type(None) in kinds
+        kinds.discard(type(None))
+        if len(kinds) == 1:
+            (kind,) = kinds
+            present = [v for v in values if v is not None] if nullable else values
+            texts = _COLUMN_TEXTS.get(kind)
+            if kind is datetime and None in set(map(_TZINFO, present)):
+                texts = self._naive_datetime_texts
+            elif kind is float and not all(map(math.isfinite, present)):
+                raise ValueError("NaN or Infinity: the row-wise path writes them as strings")
+            if texts is not None:
+                if not nullable:
+                    return list(texts(values))
+                it = texts(present)
+                return ["null" if v is None else next(it) for v in values]
+        elif not kinds:
+            return ["null"] * len(values)
+        return list(map(self._dumps, values))
+
+    def _naive_datetime_texts(self, values: Iterable[datetime]) -> Iterator[str]:
+        tz = self.tz
+        return (encode_basestring((v if v.tzinfo else v.replace(tzinfo=tz)).isoformat()) for v in values)
+
+    def _encode_rows(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
+        fast = self._fast
+        special = [(i, type(v), fast[type(v)]) for i, v in enumerate(rows[0]) if type(v) in fast]
+        columns, dumps, blake2b = self.columns, self._dumps, hashlib.blake2b
+        epoch_index, tz, unit = self._epoch_index, self.tz, self.epoch_unit
+        single = None if self._composite else self._pkey_index[0]
+        messages = []
+        append = messages.append
+        for n, row in enumerate(rows, first_row_number):
+            try:
+                if single is None:
+                    pkey = self._pkey(row, n)
+                else:
+                    key = row[single]
+                    pkey = key if type(key) is str else str(key) if type(key) is int else self._pkey(row, n)
+                epoch_us = to_epoch_us(row[epoch_index], tz, unit)
+                values = list(row)
+                for i, kind, convert in special:
+                    if type(values[i]) is kind:
+                        values[i] = convert(values[i])
+                payload = dumps(dict(zip(columns, values, strict=True))).encode()
+            except (TypeError, ValueError, ArithmeticError):
+                append(self.encode(row, n))  # raises the error that names the column and row
+                continue
+            append(Message(pkey, epoch_us, blake2b(payload, digest_size=16).digest(), payload))
+        return messages
 
     def _payload(self, row: Sequence[Any], row_number: int, pkey: str) -> bytes:
         record = dict(zip(self.columns, row, strict=True))
@@ -146,10 +292,6 @@ class RowEncoder:
                     ) from None
             raise
         return text.encode("utf-8")
-
-    def key(self, row: Sequence[Any], row_number: int) -> str:
-        """The pkey string alone, in the form messages carry (the reconcile's key scan)."""
-        return self._pkey(row, row_number)
 
     def _pkey(self, row: Sequence[Any], row_number: int) -> str:
         values = [row[i] for i in self._pkey_index]

@@ -79,3 +79,72 @@ def test_null_key_and_unencodable_value_name_column_and_row():
         encoder().encode((None, "x", AT), 3)
     with pytest.raises(DbStreamInputError, match=r"column 'name' of row 4 \(pkey '1'\).*no exact JSON form"):
         encoder().encode((1, object(), AT), 4)
+
+
+def test_encode_batch_gives_exactly_what_encode_gives():
+    columns = ("id", "amount", "uid", "day", "naive", "score", "doc", "updated_at")
+    tz = ZoneInfo("Europe/Paris")
+    rows = [
+        (1, Decimal("1.10"), uuid.UUID(int=1), date(2026, 1, 2), datetime(2026, 7, 1, 14), 0.1, {"a": 1}, AT),
+        (2, None, None, None, None, float("nan"), None, AT + timedelta(microseconds=1)),
+        (3, 7, "not a uuid", datetime(2026, 1, 2, 3), AT, float("-inf"), [1, "é"], datetime(2026, 2, 1)),
+        (2**70, Decimal("-0E+3"), uuid.UUID(int=2), date.min, datetime.max, 1e16, 'x\n"', AT),
+    ]
+    one = encoder(columns, tz=tz)
+    assert one.encode_batch(rows, 1) == [one.encode(row, i) for i, row in enumerate(rows, 1)]
+    assert one.encode_batch([], 1) == []
+    composite = encoder(("region", "id", "updated_at"), ("region", "id"))
+    batch = [("eu", 7, AT), ("us", True, AT)]
+    assert composite.encode_batch(batch, 1) == [composite.encode(row, i) for i, row in enumerate(batch, 1)]
+
+
+def test_encode_batch_names_the_bad_row():
+    rows = [(1, "a", AT), (2, "b", AT), (None, "c", AT)]
+    with pytest.raises(DbStreamInputError, match=r"column 'id' of row 12 is NULL"):
+        encoder().encode_batch(rows, 10)
+    with pytest.raises(DbStreamInputError, match=r"column 'updated_at' of row 6 \(pkey '2'\) is NULL"):
+        encoder().encode_batch([(1, "a", AT), (2, "b", None)], 5)
+    with pytest.raises(DbStreamInputError, match=r"column 'name' of row 2 \(pkey '2'\).*no exact JSON form"):
+        encoder().encode_batch([(1, "a", AT), (2, object(), AT)], 1)
+
+
+def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
+    import random
+
+    rng = random.Random(5)
+    paris = ZoneInfo("Europe/Paris")
+    makers = [
+        lambda: rng.randrange(-(10**20), 10**20),
+        lambda: rng.choice(["", 'é"\\\n\t\x00%s', "plain", "日本"]),
+        lambda: rng.choice([True, False]),
+        lambda: rng.choice([0.1, -2.5e-7, 1e16, 3.0, 1 / 3]),
+        lambda: Decimal(rng.choice(["1.10", "-0", "1E+5", "123456789.000001"])),
+        lambda: uuid.UUID(int=rng.randrange(2**128)),
+        lambda: date(rng.randrange(1, 9999), 1, 31),
+        lambda: datetime(2026, 3, 29, 2, 30, rng.randrange(60), rng.randrange(10**6), tzinfo=paris),
+        lambda: datetime(2026, 10, 25, 2, 30, rng.randrange(60)),  # naive, ambiguous in Paris
+        lambda: {"k": [1, None, "x"]},
+        lambda: b"\x00\xff",
+        lambda: timedelta(seconds=rng.randrange(10**6)),
+    ]
+    for _ in range(200):
+        picks = [rng.randrange(len(makers)) for _ in range(rng.randrange(1, 6))]
+        null_rate = rng.choice([0, 0, 0.2])
+
+        def value(k, null_rate=null_rate):
+            return None if rng.random() < null_rate else makers[k]()
+
+        mixed = rng.random() < 0.2
+        columns = ["id", *(f"c{i}%" for i in range(len(picks))), "updated_at"]
+        rows = [
+            (
+                n,
+                *(value(rng.randrange(len(makers)) if mixed else k) for k in picks),
+                AT + timedelta(microseconds=rng.randrange(10**9)),
+            )
+            for n in range(rng.randrange(1, 40))
+        ]
+        one = encoder(columns, tz=paris)
+        expected = [one.encode(row, n) for n, row in enumerate(rows, 1)]
+        assert one._encode_columns(rows, 1) == expected
+        assert one.encode_batch(rows, 1) == expected

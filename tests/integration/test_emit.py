@@ -1,0 +1,85 @@
+"""The emit script against a per-row model of the dedup rule, on batches that stress its batching."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from airflow_dbstream.encoding import Message
+from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
+from airflow_dbstream.keys import StreamKeys
+
+pytestmark = pytest.mark.integration
+
+
+class Model:
+    """The rule of DESIGN.md, one row at a time: new key, newer epoch, or same epoch with another digest."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.digest: dict[str, bytes] = {}
+        self.stream: list[tuple[str, int, bytes]] = []
+
+    def emit(self, batch: list[Message]) -> tuple[int, int]:
+        emitted = 0
+        for m in batch:
+            last = self.seen.get(m.pkey)
+            if last is None or m.epoch_us > last or (m.epoch_us == last and self.digest[m.pkey] != m.digest):
+                self.stream.append((m.pkey, m.epoch_us, m.payload))
+                self.seen[m.pkey], self.digest[m.pkey] = m.epoch_us, m.digest
+                emitted += 1
+        return emitted, len(batch) - emitted
+
+
+def _message(pkey: int, epoch: int, content: int) -> Message:
+    payload = f'{{"id":{pkey},"v":{content}}}'.encode()
+    return Message(str(pkey), 1_700_000_000_000_000 + epoch, bytes([content % 256]) * 16, payload)
+
+
+@pytest.mark.parametrize("precheck", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batched_script_matches_the_per_row_rule(stream, redis_client, seed, precheck):
+    rng = random.Random(seed)
+    hook, keys, model = RedisStreamHook("redis_test"), StreamKeys.for_stream(stream), Model()
+    for size in (1, 7, 999, 1000, 1001, 2600, 40, 200, 200):
+        # Few keys, few epochs and contents: repeats of a key inside one batch, older, equal and newer
+        # epochs, equal epochs with another payload; sizes across the script's chunk of 1000.
+        batch = [_message(rng.randrange(300), rng.randrange(5), rng.randrange(3)) for _ in range(size)]
+        if size == 200:  # no repeated key: the precheck filters
+            batch = [_message(k, rng.randrange(5), rng.randrange(3)) for k in rng.sample(range(300), size)]
+        result = hook.emit(keys, "v1", None, batch, precheck=precheck)
+        assert (result.emitted, result.duplicates) == model.emit(batch)
+
+    entries = redis_client.xrange(stream)
+    assert [(f[b"pkey"].decode(), int(f[b"epoch"]), f[b"payload"]) for _, f in entries] == model.stream
+    seen = {k.decode(): int(v) for k, v in redis_client.zrange(keys.seen, 0, -1, withscores=True)}
+    assert seen == model.seen
+    assert {k.decode(): v for k, v in redis_client.hgetall(keys.digest).items()} == model.digest
+
+
+@pytest.mark.parametrize("precheck", [False, True])
+def test_a_batch_of_only_duplicates_writes_nothing(stream, redis_client, precheck):
+    hook, keys = RedisStreamHook("redis_test"), StreamKeys.for_stream(stream)
+    batch = [_message(i, 1, 0) for i in range(1500)]
+    assert hook.emit(keys, "v1", None, batch).emitted == 1500
+    before = redis_client.xinfo_stream(stream)["last-generated-id"]
+    again = hook.emit(keys, "v1", 10, batch, precheck=precheck)
+    assert (again.emitted, again.duplicates) == (0, 1500)
+    assert redis_client.xinfo_stream(stream)["last-generated-id"] == before
+
+
+def test_precheck_sends_no_payload_of_an_unchanged_batch(stream, redis_client, monkeypatch):
+    hook, keys = RedisStreamHook("redis_test"), StreamKeys.for_stream(stream)
+    batch = [_message(i, 1, 0) for i in range(50)]
+    hook.emit(keys, "v1", None, batch)
+    changed = [*batch[:49], _message(49, 1, 1)]  # same epoch, another payload
+    calls = []
+    script = hook._script("emit")
+    monkeypatch.setitem(
+        hook._scripts, "emit", lambda keys, args: calls.append(args) or script(keys=keys, args=args)
+    )
+    assert hook.emit(keys, "v1", None, batch, precheck=True) == EmitResult(0, 50)
+    assert calls == []
+    assert hook.emit(keys, "v1", None, changed, precheck=True) == EmitResult(1, 49)
+    assert len(calls) == 1 and calls[0][2:] == list(changed[49])
