@@ -293,6 +293,10 @@ class RowEncoder:
             raise
         return text.encode("utf-8")
 
+    def key(self, row: Sequence[Any], row_number: int) -> str:
+        """The pkey string alone, in the form messages carry (the reconcile's key scan)."""
+        return self._pkey(row, row_number)
+
     def _pkey(self, row: Sequence[Any], row_number: int) -> str:
         values = [row[i] for i in self._pkey_index]
         for column, value in zip(self.pkey_columns, values, strict=True):
