@@ -7,33 +7,65 @@
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
 -- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload
 -- Returns {emitted, duplicates}.
+-- Scores and digests are read, and `seen`/`digest` written, for CHUNK rows per call rather than per
+-- row; a pkey that appears twice in one batch is compared with its version emitted just before.
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant = ARGV[1]
 local maxlen = tonumber(ARGV[2])
+local rows = (#ARGV - 2) / 4
+local CHUNK = 1000
 local emitted, duplicates = 0, 0
 
-for i = 3, #ARGV, 4 do
-  local pkey, epoch, digest, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local last = redis.call('ZSCORE', seen, pkey)
+local pkeys = {}
+for r = 1, rows do
+  pkeys[r] = ARGV[4 * r - 1]
+end
+local scores, stored = {}, {}
+for first = 1, rows, CHUNK do
+  local last = math.min(first + CHUNK - 1, rows)
+  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
+  local d = redis.call('HMGET', digests, unpack(pkeys, first, last))
+  for r = first, last do
+    scores[r], stored[r] = s[r - first + 1], d[r - first + 1]
+  end
+end
+
+local earlier = {}  -- pkey -> ARGV index of its version emitted earlier in this batch
+local adds, sets, n = {}, {}, 0  -- ZADD score/member and HSET field/value pairs of what was emitted
+for r = 1, rows do
+  local i = 4 * r - 1
+  local pkey, epoch, digest = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local last, last_digest = scores[r], stored[r]
+  local j = earlier[pkey]
+  if j then
+    last, last_digest = ARGV[j + 1], ARGV[j + 2]
+  end
   local fresh = not last
   if not fresh then
     local e, l = tonumber(epoch), tonumber(last)
-    fresh = e > l or (e == l and redis.call('HGET', digests, pkey) ~= digest)
+    fresh = e > l or (e == l and last_digest ~= digest)
   end
   if fresh then
     if maxlen > 0 then
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-        'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey)
+        'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
     else
       redis.call('XADD', stream, '*',
-        'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey)
+        'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
     end
-    redis.call('ZADD', seen, epoch, pkey)
-    redis.call('HSET', digests, pkey, digest)
-    if keyset then redis.call('ZADD', keyset, 'GT', epoch, pkey) end
+    earlier[pkey] = i
+    n = n + 2
+    adds[n - 1], adds[n], sets[n - 1], sets[n] = epoch, pkey, pkey, digest
     emitted = emitted + 1
   else
     duplicates = duplicates + 1
   end
+end
+
+for first = 1, n, 2 * CHUNK do
+  local last = math.min(first + 2 * CHUNK - 1, n)
+  redis.call('ZADD', seen, unpack(adds, first, last))
+  redis.call('HSET', digests, unpack(sets, first, last))
+  if keyset then redis.call('ZADD', keyset, 'GT', unpack(adds, first, last)) end
 end
 return {emitted, duplicates}

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from airflow.providers.redis.hooks.redis import RedisHook
@@ -189,20 +190,54 @@ class RedisStreamHook(RedisHook):
         *,
         track_keys: bool = False,
         script: str = "emit",
+        precheck: bool = False,
     ) -> EmitResult:
         """One script call for the whole batch: dedup against ``seen``, then XADD what is new.
 
         ``script="delete"`` sends the batch as soft-delete tombstones (``op=delete``) instead.
+        ``precheck`` first drops the rows ``seen`` already holds (one read-only round trip), so a
+        window of mostly unchanged rows sends no payloads; the script still checks what is left.
         """
         if not messages:
             return EmitResult(0, 0)
+        self.renew(keys)  # before the precheck too: a window of duplicates must keep the lease
+        skipped = 0
+        if precheck:
+            fresh = self.unseen(keys, messages)
+            skipped, messages = len(messages) - len(fresh), fresh
+            if not messages:
+                return EmitResult(0, skipped)
         args: list[Any] = [variant, maxlen or 0]
-        for m in messages:
-            args += (m.pkey, m.epoch_us, m.digest, m.payload)
+        args.extend(chain.from_iterable(messages))  # pkey, epoch, digest, payload per row
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
-        self.renew(keys)
         emitted, duplicates = self._run(script, keys, script_keys, args)
-        return EmitResult(int(emitted), int(duplicates))
+        return EmitResult(int(emitted), int(duplicates) + skipped)
+
+    def unseen(self, keys: StreamKeys, messages: Sequence[Message]) -> Sequence[Message]:
+        """The messages the emit script would append now: only a filter, the script decides atomically.
+
+        Compares as the script does (epochs as doubles); a batch that repeats a pkey is kept whole,
+        since the script compares a repeat with the version just before it.
+        """
+        pkeys = [m.pkey for m in messages]
+        if len(set(pkeys)) != len(pkeys):
+            return messages
+        client = self.redis or self.get_conn()  # get_conn re-reads the connection
+
+        def read() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.zmscore(keys.seen, pkeys)
+            pipe.hmget(keys.digest, pkeys)
+            return pipe.execute()
+
+        scores, digests = faults.call("precheck", keys.stream, read)
+        return [
+            m
+            for m, score, stored in zip(messages, scores, digests, strict=True)
+            if score is None
+            or (epoch := float(m.epoch_us)) > score
+            or (epoch == score and stored != m.digest)
+        ]
 
     def read_state(self, keys: StreamKeys) -> StreamState:
         raw = faults.call("read_state", keys.stream, lambda: self.get_conn().hgetall(keys.state))
