@@ -24,6 +24,18 @@ class BatchResult:
     last_epoch_us: int
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    live: list[Message]
+    dead: list[Message]
+    max_epoch_us: int
+    last_row: Sequence[Any]
+    last_epoch_us: int
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.dead)
+
+
 class BatchEmitter:
     """Encodes the rows of one query result and emits them; built once per query."""
 
@@ -71,8 +83,14 @@ class BatchEmitter:
         return self.encoder
 
     def emit(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int) -> BatchResult:
+        return self.send(self.prepare(columns, rows, rows_before))
+
+    def prepare(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int
+    ) -> PreparedBatch:
+        """The batch's messages, live and dead apart: all a cycle needs before Redis (see overlap)."""
         encoder = self._encoder(columns)
-        messages = [encoder.encode(row, rows_before + i + 1) for i, row in enumerate(rows)]
+        messages = encoder.encode_batch(rows, rows_before + 1)
         live: list[Message] = messages
         dead: list[Message] = []
         if self._deleted_index is not None:
@@ -80,17 +98,28 @@ class BatchEmitter:
             flags = [is_deleted(row[index]) for row in rows]
             live = [m for m, d in zip(messages, flags, strict=True) if not d]
             dead = [m for m, d in zip(messages, flags, strict=True) if d]
-        result = self.redis.emit(self.keys, self.variant, self.maxlen, live, track_keys=self.track_keys)
+        return PreparedBatch(
+            live=live,
+            dead=dead,
+            max_epoch_us=max(m.epoch_us for m in messages),
+            last_row=rows[-1],
+            last_epoch_us=messages[-1].epoch_us,
+        )
+
+    def send(self, batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
+        """Emit a prepared batch; ``precheck`` skips payloads ``seen`` already holds (hook.emit)."""
+        keys, variant, maxlen, track = self.keys, self.variant, self.maxlen, self.track_keys
+        result = self.redis.emit(keys, variant, maxlen, batch.live, track_keys=track, precheck=precheck)
         tombstones = EmitResult(0, 0)
-        if dead:
+        if batch.dead:
             tombstones = self.redis.emit(
-                self.keys, self.variant, self.maxlen, dead, track_keys=self.track_keys, script="delete"
+                keys, variant, maxlen, batch.dead, track_keys=track, script="delete", precheck=precheck
             )
         return BatchResult(
             emitted=result.emitted + tombstones.emitted,
             duplicates=result.duplicates + tombstones.duplicates,
             deletes=tombstones.emitted,
-            max_epoch_us=max(m.epoch_us for m in messages),
-            last_row=rows[-1],
-            last_epoch_us=messages[-1].epoch_us,
+            max_epoch_us=batch.max_epoch_us,
+            last_row=batch.last_row,
+            last_epoch_us=batch.last_epoch_us,
         )

@@ -32,6 +32,7 @@ class Source:
     """A generic DB-API source: worker clock, naive bounds, plain cursor with fetchmany."""
 
     kind = "generic"
+    read_ahead = False  # whether the next batch may be fetched on another thread while this one is encoded
     named_placeholder = r"(%\({name}\)s|:{name}\b)"
     placeholder_example = "%(window_start)s or :window_start"
     identifier_quote = '"'  # how the snapshot quotes result column names (MySQL: backtick)
@@ -101,6 +102,7 @@ class PostgresSource(Source):
     """Server-side (named) cursor, session time zone set to source_timezone, clock_timestamp()."""
 
     kind = "postgres"
+    read_ahead = True
     conn_types = ("postgres", "postgresql")
     named_placeholder = r"%\({name}\)s"
     placeholder_example = "%(window_start)s"
