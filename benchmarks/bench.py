@@ -422,7 +422,9 @@ PATHS = [
 def print_table(result: dict[str, Any]) -> None:
     sizes = sorted(result["sizes"], key=int)
     head = f"{'path':40}" + "".join(f"{int(s):>14,}" for s in sizes)
-    print(f"\nrows/s by rows per cycle (batch_size {result['config']['batch_size']}, "
+    load = result["machine"]["load_average"][0], result["machine"]["load_average_end"][0]
+    print(f"\nload average {load[0]} at start, {load[1]} at end on {result['machine']['cpus']} cores")
+    print(f"rows/s by rows per cycle (batch_size {result['config']['batch_size']}, "
           f"payload ~{result['payload_bytes']:.0f} B)")  # fmt: skip
     print(head)
     print("-" * len(head))
@@ -521,6 +523,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         result["idle_cycle"], result["small_cycles"] = bench.idle_and_small_cycles()
     finally:
         bench.cleanup()
+    result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = targets(result)
     largest = result["sizes"][str(max(args.sizes))]
     ceiling = min(largest["redis_ceiling_changed"]["rows_per_s"], largest["sql_ceiling"]["rows_per_s"])
