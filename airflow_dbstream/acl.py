@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-# Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT; the state read at cycle start.
-CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall")
+# Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT; the state read at cycle start; the
+# precheck of a mostly unchanged window (ZMSCORE seen, HMGET digest).
+CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall", "zmscore", "hmget")
 # Called inside the Lua scripts (ACL applies to them too): lease, fence, emit, delete, commit, trim,
 # sweep. The snapshot's progress (HSET/HDEL on <tag>:state) needs no more.
 SCRIPT_COMMANDS = (
     "set", "get", "pttl", "pexpire", "del",
-    "xadd", "zscore", "zadd", "hget", "hset",
+    "xadd", "zmscore", "hmget", "zadd", "hget", "hset",
     "zrange", "zrem", "hdel",
 )  # fmt: skip
 # Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.status).
@@ -16,13 +17,17 @@ STATUS_COMMANDS = ("time", "zcard", "xlen", "xinfo|groups", "hset")
 # Called by a run that resets or replays the stream (Trigger form): a MULTI/EXEC of DEL and HSET,
 # pipelined XADDs.
 RESET_REPLAY_COMMANDS = ("multi", "exec", "hget", "zcard", "del", "hset", "xadd")
+# Called by delete.lua when a query marks rows deleted (soft deletes): its per-row dedup.
+DELETE_COMMANDS = ("zscore", "hget")
 # Called by ReconcileDeletesOperator (hard deletes): it counts and marks <tag>:keys, then runs sweep.lua.
 RECONCILE_COMMANDS = ("zcount", "zadd", "evalsha")
 # What redis-py's RedisCluster asks to learn the topology and the commands' keys.
 CLUSTER_COMMANDS = ("cluster|slots", "command")
 
 CYCLE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS + STATUS_COMMANDS))
-REQUIRED_COMMANDS = tuple(dict.fromkeys(CYCLE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS))
+REQUIRED_COMMANDS = tuple(
+    dict.fromkeys(CYCLE_COMMANDS + DELETE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS)
+)
 
 
 def key_patterns(stream_pattern: str) -> list[str]:
