@@ -5,8 +5,9 @@
 
 Each source gets a table of --rows rows (an id, a --width-character text and a timestamp), filled by
 the database itself. A child process imports everything and runs one empty cycle (so imports and
-connections are not counted), then runs the full-snapshot cycle into a Redis stream capped at
---maxlen; its growth is its peak resident memory (VmHWM) minus its resident memory before the cycle.
+connections are not counted), then one cycle whose window (start_from a day back) holds every row,
+into a Redis stream capped at --maxlen. Its growth is its peak resident memory (VmHWM) minus its
+resident memory before the cycle.
 --buffered replaces the streaming cursor by fetchall(), to show what streaming saves.
 Needs the servers of scripts/services.sh; Redis db 0 gets a uniquely named stream, deleted afterwards.
 """
@@ -132,7 +133,7 @@ def measure(kind: str, rows: int, *, width: int = 300, batch_size: int = 1000, m
 
 def _child(kind: str, sql: str, stream: str, batch_size: int, maxlen: int, buffered: bool) -> None:
     import gc
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from airflow_dbstream import sources
     from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
@@ -150,11 +151,14 @@ def _child(kind: str, sql: str, stream: str, batch_size: int, maxlen: int, buffe
         for cls in (sources.PostgresSource, sources.MySqlSource, sources.SqliteSource):
             cls.batches = fetch_all
 
+    # One window over every row (start_from set: not the first load's chunked snapshot).
+    start_from = datetime.now(UTC) - timedelta(days=1)
+
     def cycle(name: str, query: str) -> dict:
         return SqlToRedisStreamOperator(
             task_id="memory", sql_conn_id="bench_source", redis_conn_id="bench_redis", sql=query,
             stream=name, pkey_column="id", epoch_column="updated_at", lookback=timedelta(minutes=5),
-            variant="bench.v1", batch_size=batch_size, maxlen=maxlen,
+            variant="bench.v1", batch_size=batch_size, maxlen=maxlen, start_from=start_from,
         ).execute(context={})  # fmt: skip
 
     cycle(stream + ":warmup", sql + " AND 1 = 0")  # imports, drivers, scripts, connections
