@@ -162,8 +162,11 @@ class Snapshot:
             except TypeError as exc:
                 raise DbStreamInputError(f"Stream {stream!r}: {exc}.") from None
             self.redis.save_fields(self.keys, {CURSOR: cursor_text, CURSOR_US: max_epoch_us, ROWS: done})
-            # Nothing below this can be read again, by the snapshot or by the first normal window.
-            self.redis.trim(self.keys, trim_cutoff(min(max_epoch_us, started_us), self.lookback_us))
+            # Nothing below this can be read again, by the snapshot or by the first normal window
+            # (whose bound the source widens by up to its slack).
+            covered_us = min(max_epoch_us, started_us)
+            slack_us = self.source.bound_slack_us(covered_us - self.lookback_us)
+            self.redis.trim(self.keys, trim_cutoff(covered_us, self.lookback_us + slack_us))
             rate, left = progress(done, total, rows_read, time.monotonic() - clock)
             self.log.info(
                 "Snapshot of stream %s: rows_done=%d of ~%s (%s) rate=%.0f rows/s eta=%s",

@@ -178,3 +178,15 @@ def test_datetime0_three_edits_in_one_second_give_three_messages(databases, stre
         "edit 3",
     ]
     assert len({m["epoch"] for m in ones}) == 1
+
+
+def test_a_row_the_whole_second_bound_re_reads_is_still_a_duplicate(source, stream, redis_client):
+    """The window starts at a whole second; `seen` is trimmed below that second, not below the start."""
+    t0 = source.now().replace(microsecond=0) - timedelta(minutes=10)
+    lookback = timedelta(minutes=1)
+    source.insert([(1, "early in its second", t0 + timedelta(microseconds=200_000))])
+    source.insert([(2, "sets the watermark", t0 + lookback + timedelta(microseconds=700_000))])
+    first = run_cycle(source, stream, lookback=lookback, start_from=t0 - timedelta(minutes=1))
+    assert first["emitted"] == 2
+    second = run_cycle(source, stream, lookback=lookback)  # starts at t0 + 0.7 s, bound at t0
+    assert (second["rows_read"], second["emitted"]) == (2, 0)
