@@ -28,8 +28,12 @@ if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname
     psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test"
 fi
 
-# MariaDB is started by the machine; the tests need its database `test` and its time zone tables
+# MariaDB (started here if it does not answer): the tests need its database `test` and its time zone tables
 # (a session's time_zone is set to source_timezone, e.g. 'Europe/Paris').
+if ! mariadb -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1 && [ -x /usr/sbin/mariadbd ]; then
+    echo "services: starting MariaDB on 127.0.0.1:3306"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+fi
 wait_for MariaDB "mariadb -h 127.0.0.1 -u root -e 'SELECT 1'"
 mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"
 if [ "$(mariadb -h 127.0.0.1 -u root -N -e 'SELECT COUNT(*) FROM mysql.time_zone_name')" = "0" ]; then

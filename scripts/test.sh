@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Lint, then run the test suite on the real servers; "no tests ran" (pytest exit 5) is a failure.
+# Lint, make sure the servers answer (starting those that do not), then run the test suite on them;
+# "no tests ran" (pytest exit 5) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/services.sh || exit 1
 
 .venv/bin/ruff check . && .venv/bin/ruff format --check . || exit 1
 .venv/bin/pytest "$@"
