@@ -14,7 +14,11 @@ from airflow_dbstream.epoch import load_timezone, us_to_datetime
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.operators.sql_to_redis_stream import sql_source_hook
+from airflow_dbstream.operators.sql_to_redis_stream import (
+    check_stream_arguments,
+    pkey_column_list,
+    sql_source_hook,
+)
 from airflow_dbstream.sources import Source
 
 if TYPE_CHECKING:
@@ -74,17 +78,7 @@ class ReconcileDeletesOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
-            raise DbStreamInputError(
-                f"lookback must be a positive timedelta (the stream's), got {lookback!r}."
-            )
-        if batch_size < 1:
-            raise DbStreamInputError(f"batch_size must be at least 1, got {batch_size!r}.")
-        pkeys = [pkey_column] if isinstance(pkey_column, str) else list(pkey_column)
-        if not pkeys or not all(isinstance(c, str) and c for c in pkeys):
-            raise DbStreamInputError(
-                f"pkey_column must be a column name or a list of them, got {pkey_column!r}."
-            )
+        check_stream_arguments(lookback, "the stream's", batch_size, pkey_column)
         self.sql_conn_id = sql_conn_id
         self.redis_conn_id = redis_conn_id
         self.sql = sql
@@ -101,7 +95,7 @@ class ReconcileDeletesOperator(BaseOperator):
 
     @property
     def pkey_columns(self) -> list[str]:
-        return [self.pkey_column] if isinstance(self.pkey_column, str) else list(self.pkey_column)
+        return pkey_column_list(self.pkey_column)
 
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()

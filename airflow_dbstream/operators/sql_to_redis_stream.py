@@ -74,6 +74,25 @@ def sql_source_hook(sql_conn_id: str) -> Any:
     return hook
 
 
+def pkey_column_list(pkey_column: str | Sequence[str]) -> list[str]:
+    return [pkey_column] if isinstance(pkey_column, str) else list(pkey_column)
+
+
+def check_stream_arguments(
+    lookback: timedelta, lookback_hint: str, batch_size: int, pkey_column: str | Sequence[str]
+) -> None:
+    """The checks every operator writing to a stream makes at parse time, with the same messages."""
+    if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
+        raise DbStreamInputError(
+            f"lookback must be a positive timedelta ({lookback_hint}), got {lookback!r}."
+        )
+    if batch_size < 1:
+        raise DbStreamInputError(f"batch_size must be at least 1, got {batch_size!r}.")
+    pkeys = pkey_column_list(pkey_column)
+    if not pkeys or not all(isinstance(c, str) and c for c in pkeys):
+        raise DbStreamInputError(f"pkey_column must be a column name or a list of them, got {pkey_column!r}.")
+
+
 class SqlToRedisStreamOperator(BaseOperator):
     """
     Run one cycle: read the window of recently modified rows and append new versions to a stream.
@@ -145,20 +164,9 @@ class SqlToRedisStreamOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
-            raise DbStreamInputError(
-                f"lookback must be a positive timedelta (longest transaction + writers' clock skew), "
-                f"got {lookback!r}."
-            )
-        if batch_size < 1:
-            raise DbStreamInputError(f"batch_size must be at least 1, got {batch_size!r}.")
+        check_stream_arguments(lookback, "longest transaction + writers' clock skew", batch_size, pkey_column)
         if maxlen is not None and maxlen < 1:
             raise DbStreamInputError(f"maxlen must be None or a positive length, got {maxlen!r}.")
-        pkeys = [pkey_column] if isinstance(pkey_column, str) else list(pkey_column)
-        if not pkeys or not all(isinstance(c, str) and c for c in pkeys):
-            raise DbStreamInputError(
-                f"pkey_column must be a column name or a list of them, got {pkey_column!r}."
-            )
         clash = [p for p in RESERVED_PARAMETERS if p in (parameters or {})]
         if clash:
             raise DbStreamInputError(f"parameters must not set {clash}: the operator binds them each cycle.")
@@ -195,7 +203,7 @@ class SqlToRedisStreamOperator(BaseOperator):
 
     @property
     def pkey_columns(self) -> list[str]:
-        return [self.pkey_column] if isinstance(self.pkey_column, str) else list(self.pkey_column)
+        return pkey_column_list(self.pkey_column)
 
     def get_source_hook(self) -> Any:
         """The DbApiHook of ``sql_conn_id``; anything else is refused with a clear message."""
