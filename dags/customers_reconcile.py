@@ -37,7 +37,7 @@ with DAG(
         sql="SELECT id FROM customers",  # every key currently in the source; an index-only scan
         stream="customers",
         pkey_column="id",
-        lookback=timedelta(minutes=15),  # the stream's lookback
+        lookback=timedelta(minutes=15),  # the stream's lookback: CUSTOMERS in customers_to_stream.py
         variant="customer.v1",
         maxlen=1_000_000,
         batch_size=10_000,  # keys per fetch and per Redis call: bounds the worker's memory
