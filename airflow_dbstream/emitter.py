@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -12,6 +12,7 @@ from airflow_dbstream.encoding import Message, RowEncoder
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.overlap import BackgroundEmitter, read_ahead
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,18 @@ class PreparedBatch:
 
     def __len__(self) -> int:
         return len(self.live) + len(self.dead)
+
+
+@dataclass
+class QueryTotals:
+    """What one query's rows did so far; ``rows_read`` counts rows as they are read, the rest as sent."""
+
+    rows_read: int = 0
+    emitted: int = 0
+    duplicates: int = 0
+    deletes: int = 0
+    max_epoch_us: int | None = None
+    last_row: Sequence[Any] | None = None
 
 
 class BatchEmitter:
@@ -81,6 +94,45 @@ class BatchEmitter:
                     )
                 self._deleted_index = self.encoder.columns.index(self.deleted_column)
         return self.encoder
+
+    def emit_query(
+        self,
+        source: Any,
+        sql: str,
+        parameters: Mapping[str, Any],
+        batch_size: int,
+        *,
+        rows_before: int = 0,
+        totals: QueryTotals | None = None,
+    ) -> QueryTotals:
+        """Read the query in batches and emit them all, overlapped: batch k is sent by a background
+        thread while batch k + 1 is encoded (and, where the source allows it, k + 2 is fetched).
+
+        Returns when every batch is in Redis; ``totals`` (given or new) shows the progress even when
+        this raises.
+        """
+        totals = totals if totals is not None else QueryTotals()
+        background = BackgroundEmitter(self.send)
+        batches = source.batches(sql, parameters, batch_size)
+        if source.read_ahead:
+            batches = read_ahead(batches)
+        try:
+            for columns, rows in batches:
+                prepared = self.prepare(columns, rows, rows_before + totals.rows_read)
+                background.submit(prepared)
+                totals.rows_read += len(rows)
+                totals.last_row = prepared.last_row
+                top = totals.max_epoch_us
+                totals.max_epoch_us = (
+                    prepared.max_epoch_us if top is None else max(top, prepared.max_epoch_us)
+                )
+            totals.emitted, totals.duplicates, totals.deletes = background.finish()
+        except BaseException:
+            background.abandon()
+            raise
+        finally:
+            batches.close()
+        return totals
 
     def emit(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int) -> BatchResult:
         return self.send(self.prepare(columns, rows, rows_before))

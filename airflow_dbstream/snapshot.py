@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_dbstream.emitter import BatchEmitter
+from airflow_dbstream.emitter import BatchEmitter, QueryTotals
 from airflow_dbstream.epoch import SNAPSHOT_START_US
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
@@ -128,33 +127,33 @@ class Snapshot:
                 self.sql, self.order_columns, after=cursor is not None, limit=self.chunk_size, quote=quote
             )
             chunk_params = {**params, **cursor_params(cursor or [])}
-            in_chunk = 0
-            last = None
+            chunk = QueryTotals()
             try:
-                with closing(self.source.batches(sql, chunk_params, self.batch_size)) as batches:
-                    for columns, rows in batches:
-                        result = self.emitter.emit(columns, rows, done + in_chunk)
-                        in_chunk += len(rows)
-                        emitted += result.emitted
-                        duplicates += result.duplicates
-                        deletes += result.deletes
-                        last = result
-                        batch_max = result.max_epoch_us
-                        max_epoch_us = batch_max if max_epoch_us is None else max(max_epoch_us, batch_max)
+                self.emitter.emit_query(
+                    self.source, sql, chunk_params, self.batch_size, rows_before=done, totals=chunk
+                )
             except DbStreamInputError:
                 raise
             except Exception as exc:
-                if rows_read or in_chunk or not _looks_like_sql_error(exc):
+                if rows_read or chunk.rows_read or not _looks_like_sql_error(exc):
                     raise
                 raise self._wrap_error(exc, sql) from exc
             self.source.end_chunk()
-            if last is None:
+            if chunk.last_row is None:
                 break
+            in_chunk = chunk.rows_read
+            emitted += chunk.emitted
+            duplicates += chunk.duplicates
+            deletes += chunk.deletes
+            assert chunk.max_epoch_us is not None
+            max_epoch_us = (
+                chunk.max_epoch_us if max_epoch_us is None else max(max_epoch_us, chunk.max_epoch_us)
+            )
             rows_read += in_chunk
             done += in_chunk
             encoder = self.emitter.encoder
             assert encoder is not None
-            row = last.last_row
+            row = chunk.last_row
             cursor = [row[encoder.columns.index(c)] for c in self.order_columns]
             assert max_epoch_us is not None
             try:

@@ -18,7 +18,6 @@ from airflow_dbstream.epoch import check_unit, datetime_to_us, load_timezone, us
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
 from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.params import RunRequest
 from airflow_dbstream.replay import replay, reset
 from airflow_dbstream.snapshot import Snapshot
@@ -383,24 +382,9 @@ class SqlToRedisStreamOperator(BaseOperator):
                     "window_start": source.bind(window.start_us),
                     "window_end": source.bind(window.end_us, is_end=True),
                 }
-                # Batch k is sent by a background thread while batch k + 1 is encoded (and k + 2 read).
-                background = BackgroundEmitter(emitter.send)
-                batches = source.batches(self.sql, params, self.batch_size)
-                if source.read_ahead:
-                    batches = read_ahead(batches)
-                try:
-                    for columns, rows in batches:
-                        prepared = emitter.prepare(columns, rows, rows_read)
-                        background.submit(prepared)
-                        rows_read += len(rows)
-                        batch_max = prepared.max_epoch_us
-                        max_epoch_us = batch_max if max_epoch_us is None else max(max_epoch_us, batch_max)
-                    emitted, duplicates, deletes = background.finish()
-                except BaseException:
-                    background.abandon()
-                    raise
-                finally:
-                    batches.close()
+                done = emitter.emit_query(source, self.sql, params, self.batch_size)
+                rows_read, emitted, duplicates = done.rows_read, done.emitted, done.duplicates
+                deletes, max_epoch_us = done.deletes, done.max_epoch_us
         finally:
             source.close()
 

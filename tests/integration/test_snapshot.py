@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from airflow_dbstream.emitter import BatchEmitter
 from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.conftest import PROJECT_ROOT, read_stream, run_cycle, watermark
@@ -117,21 +118,27 @@ def test_snapshot_killed_halfway_resumes_and_every_row_arrives_once(source, stre
 def test_snapshot_reads_rows_changed_ahead_of_its_cursor_once(source, stream, redis_client, monkeypatch):
     """The author's SQL without window_end: the snapshot itself meets the new version, once."""
     _fill(source, 1000, source.now() - timedelta(days=1))
-    real_emit = RedisStreamHook.emit
-    calls = []
+    real_emit, real_prepare = RedisStreamHook.emit, BatchEmitter.prepare
+    prepared, emits = [], []
 
-    def change_then_die(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
+    def change(self, *args, **kwargs):  # on the cycle's thread, where its source connection lives
+        prepared.append(1)
+        if len(prepared) == 2:
             source.set(900, "changed mid-snapshot", source.now())  # ahead of the cursor
             source.set(5, "changed behind", source.now())  # behind the cursor
-        if len(calls) == 4:
+        return real_prepare(self, *args, **kwargs)
+
+    def die(self, *args, **kwargs):
+        emits.append(1)
+        if len(emits) == 4:
             raise ConnectionError("worker lost mid-snapshot")
         return real_emit(self, *args, **kwargs)
 
-    monkeypatch.setattr(RedisStreamHook, "emit", change_then_die)
+    monkeypatch.setattr(BatchEmitter, "prepare", change)
+    monkeypatch.setattr(RedisStreamHook, "emit", die)
     with pytest.raises(ConnectionError):
         run_cycle(source, stream, snapshot_chunk_size=200, batch_size=100)
+    monkeypatch.setattr(BatchEmitter, "prepare", real_prepare)
     monkeypatch.setattr(RedisStreamHook, "emit", real_emit)
     assert watermark(redis_client, stream) is None
     run_cycle(source, stream, snapshot_chunk_size=200, batch_size=100)
