@@ -8,13 +8,13 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from itertools import repeat
 from json.encoder import encode_basestring
-from operator import attrgetter, floordiv, methodcaller, sub
+from operator import add, attrgetter, floordiv, methodcaller, mod, sub
 from typing import Any, NamedTuple
 
 from airflow_dbstream.epoch import ONE_MICROSECOND, UNIX_EPOCH, to_epoch_us
@@ -78,6 +78,33 @@ _COLUMN_TEXTS: dict[type, Callable[[Iterable[Any]], Iterator[str]]] = {
 _TZINFO = attrgetter("tzinfo")
 _DIGEST = methodcaller("digest")
 _BLAKE2B_128 = partial(hashlib.blake2b, digest_size=16)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu",
+                        "GMT", "Etc/GMT", "Etc/GMT+0", "Etc/GMT-0", "Etc/GMT0", "GMT0", "GMT+0", "GMT-0",
+                        "Etc/Greenwich", "Greenwich"})  # fmt: skip
+# Kinds whose JSON text is the quoted str() / isoformat() of the value, never with a character to escape:
+# their quotes go in the row template, not through encode_basestring.
+_PLAIN_QUOTED: dict[type, Callable[[Any], str]] = {
+    Decimal: str,
+    uuid.UUID: str,
+    date: date.isoformat,
+    datetime: datetime.isoformat,  # aware values only (encode_batch checks)
+}
+_FRACTION = ".%06d".__mod__
+
+
+def fixed_offset(tz: tzinfo) -> timedelta | None:
+    """The one UTC offset of a zone that never changes it (UTC and fixed offsets), else None."""
+    if isinstance(tz, timezone):
+        return tz.utcoffset(None)
+    if getattr(tz, "key", None) in _UTC_NAMES:  # zoneinfo.ZoneInfo("UTC") and its aliases
+        return timedelta(0)
+    return None
+
+
+def iso_offset(offset: timedelta) -> str:
+    """The offset as datetime.isoformat writes it: '+00:00', '-05:30', '+05:30:15'."""
+    return datetime(2000, 1, 1, tzinfo=timezone(offset)).isoformat()[19:]
 
 
 def _one_shot_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
@@ -99,6 +126,15 @@ def _one_shot_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
     except (TypeError, ValueError):
         pass
     return encoder.encode
+
+
+def _memo(
+    texts: Callable[[Iterable[Any]], Iterator[str]], distinct: Iterable[Any]
+) -> Callable[[Iterable[Any]], Iterator[str]]:
+    """``texts`` for a column of few distinct values: each value's text made once, then looked up."""
+    distinct = list(distinct)
+    lookup = dict(zip(distinct, texts(distinct), strict=True))
+    return partial(map, lookup.__getitem__)
 
 
 def _finite(value: Any) -> Any:
@@ -156,12 +192,12 @@ class RowEncoder:
         self.tz = tz
         self.epoch_unit = epoch_unit
         self._dumps = _one_shot_encoder(make_default(tz))
-        # '{"id":%s,"name":%s}': a row's payload from its values' JSON texts (see encode_batch).
-        self._template = (
-            "{" + ",".join(encode_basestring(c).replace("%", "%%") + ":%s" for c in self.columns) + "}"
-            if not isinstance(getattr(self._dumps, "__self__", None), json.JSONEncoder)
-            else None
-        )
+        # '{"id":%s,"name":%s}': a row's payload from its values' JSON texts (see encode_batch); one
+        # template per set of column pieces (``%s``, ``"%s"``, ...), made once.
+        self._names = [encode_basestring(c).replace("%", "%%") + ":" for c in self.columns]
+        self._templates: dict[tuple[str, ...], str] = {}
+        self._second_texts: dict[int, str] = {}  # a wall-clock second -> its ISO text (_datetime_column)
+        self._column_wise = not isinstance(getattr(self._dumps, "__self__", None), json.JSONEncoder)
         # Exact types the driver returns often, converted to their JSON text form before the C encoder
         # sees them: the same strings ``default`` would give, without a call back into it per value.
         self._fast: dict[type, Callable[[Any], Any]] = {
@@ -194,7 +230,7 @@ class RowEncoder:
         """
         if not rows:
             return []
-        if self._template is not None:
+        if self._column_wise:
             try:
                 return self._encode_columns(rows, first_row_number)
             except Exception:  # the row-wise path is the reference: it encodes or names the problem
@@ -205,8 +241,22 @@ class RowEncoder:
         columns = list(zip(*rows, strict=True))
         if len(columns) != len(self.columns):
             raise ValueError("row length differs from the columns")
-        texts = [self._json_texts(values) for values in columns]
-        payloads = list(map(str.encode, map(self._template.__mod__, zip(*texts, strict=True))))
+        epoch_us: Any = None
+        texts, pieces = [], []
+        for index, values in enumerate(columns):
+            fast = self._datetime_column(values)
+            if fast is not None:
+                column_texts, piece, epochs = fast
+                if index == self._epoch_index:
+                    epoch_us = epochs
+            else:
+                column_texts, piece = self._json_texts(values)
+            texts.append(column_texts)
+            pieces.append(piece)
+        template = self._templates.get(tuple(pieces))
+        if template is None:
+            template = self._templates[tuple(pieces)] = "{" + ",".join(map(add, self._names, pieces)) + "}"
+        payloads = list(map(str.encode, map(template.__mod__, zip(*texts, strict=True))))
         digests = map(_DIGEST, map(_BLAKE2B_128, payloads))
         keys = columns[self._pkey_index[0]] if not self._composite else None
         key_kinds = set(map(type, keys)) if keys is not None else None
@@ -216,15 +266,51 @@ class RowEncoder:
             pkeys = map(str, keys)
         else:
             pkeys = [self._pkey(row, n) for n, row in enumerate(rows, first_row_number)]
-        epochs = columns[self._epoch_index]
-        if set(map(type, epochs)) == {datetime} and None not in set(map(_TZINFO, epochs)):
-            epoch_us: Any = map(floordiv, map(sub, epochs, repeat(UNIX_EPOCH)), repeat(ONE_MICROSECOND))
-        else:
-            epoch_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
+        if epoch_us is None:
+            epochs = columns[self._epoch_index]
+            if set(map(type, epochs)) == {datetime} and None not in set(map(_TZINFO, epochs)):
+                epoch_us = map(floordiv, map(sub, epochs, repeat(UNIX_EPOCH)), repeat(ONE_MICROSECOND))
+            else:
+                epoch_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
         return list(map(tuple.__new__, repeat(Message), zip(pkeys, epoch_us, digests, payloads, strict=True)))
 
-    def _json_texts(self, values: Sequence[Any]) -> list[str]:
-        """The JSON text of each value of one column, exactly as the json encoder writes it in a payload."""
+    def _datetime_column(self, values: Sequence[Any]) -> tuple[list[str], str, Any] | None:
+        """A column of datetimes in one fixed-offset zone (UTC, most often), without ``isoformat`` per value.
+
+        Values sharing one tzinfo object subtract as wall-clock times, so one C-level subtraction gives
+        each value's wall-clock microseconds; its text is the cached text of its second, plus the
+        fraction, plus the zone's one offset (in the template). Returns (texts, template piece, epochs
+        in microseconds) or None when the column is anything else.
+        """
+        if set(map(type, values)) != {datetime}:
+            return None
+        zones = set(map(_TZINFO, values))
+        if len(zones) != 1:
+            return None
+        (zone,) = zones
+        offset = fixed_offset(self.tz if zone is None else zone)
+        if offset is None:
+            return None
+        base = _NAIVE_EPOCH if zone is None else _NAIVE_EPOCH.replace(tzinfo=zone)
+        wall_us = list(map(floordiv, map(sub, values, repeat(base)), repeat(ONE_MICROSECOND)))
+        seconds = list(map(floordiv, wall_us, repeat(1_000_000)))
+        fractions = list(map(mod, wall_us, repeat(1_000_000)))
+        cache = self._second_texts
+        if len(cache) > 100_000:
+            cache.clear()
+        for second in set(seconds).difference(cache):
+            cache[second] = (_NAIVE_EPOCH + timedelta(seconds=second)).isoformat()
+        fraction_texts = list(map(_FRACTION, fractions))
+        if 0 in set(fractions):  # isoformat writes no fraction for a whole second
+            fraction_texts = ["" if f == 0 else t for f, t in zip(fractions, fraction_texts, strict=True)]
+        texts = list(map(add, map(cache.__getitem__, seconds), fraction_texts))
+        offset_us = offset // ONE_MICROSECOND
+        epochs = map(sub, wall_us, repeat(offset_us)) if offset_us else wall_us
+        return texts, '"%s' + iso_offset(offset) + '"', epochs
+
+    def _json_texts(self, values: Sequence[Any]) -> tuple[list[str], str]:
+        """The JSON text of each value of one column, exactly as the json encoder writes it in a payload,
+        and the column's template piece: ``%s``, or ``"%s"`` where the texts are written unquoted."""
         kinds = set(map(type, values))
         nullable = type(None) in kinds
         kinds.discard(type(None))
@@ -232,18 +318,25 @@ class RowEncoder:
             (kind,) = kinds
             present = [v for v in values if v is not None] if nullable else values
             texts = _COLUMN_TEXTS.get(kind)
+            piece = "%s"
             if kind is datetime and None in set(map(_TZINFO, present)):
                 texts = self._naive_datetime_texts
             elif kind is float and not all(map(math.isfinite, present)):
                 raise ValueError("NaN or Infinity: the row-wise path writes them as strings")
+            elif kind in _PLAIN_QUOTED and not nullable:
+                texts, piece = partial(map, _PLAIN_QUOTED[kind]), '"%s"'
+            if kind in (float, date) and not nullable and len(values) >= 16:
+                distinct = set(values)  # few distinct values: one text each (0.0 == -0.0, so not for those)
+                if len(distinct) * 4 <= len(values) and not (kind is float and 0.0 in distinct):
+                    texts = _memo(texts, distinct)
             if texts is not None:
                 if not nullable:
-                    return list(texts(values))
+                    return list(texts(values)), piece
                 it = texts(present)
-                return ["null" if v is None else next(it) for v in values]
+                return ["null" if v is None else next(it) for v in values], piece
         elif not kinds:
-            return ["null"] * len(values)
-        return list(map(self._dumps, values))
+            return ["null"] * len(values), "%s"
+        return list(map(self._dumps, values)), "%s"
 
     def _naive_datetime_texts(self, values: Iterable[datetime]) -> Iterator[str]:
         tz = self.tz

@@ -1,6 +1,6 @@
 import json
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -126,8 +126,18 @@ def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
         lambda: {"k": [1, None, "x"]},
         lambda: b"\x00\xff",
         lambda: timedelta(seconds=rng.randrange(10**6)),
+        # datetimes in one fixed-offset zone (the column-wise path without isoformat), whole seconds too
+        lambda: datetime(2026, 1, 1, tzinfo=zone) + timedelta(microseconds=rng.choice([0, 10**6, 7, -5])),
+        lambda: (
+            datetime(1, 1, 1, 12) + timedelta(seconds=rng.randrange(10**11), microseconds=rng.randrange(2))
+        ),
+        lambda: rng.choice([0.5, 3.0, 1e16, -2.5e-7]),  # few distinct floats: one text each
+        lambda: rng.choice([0.0, -0.0, 1.5]),  # equal as keys, not as texts
+        lambda: date(2020, 1, rng.randrange(1, 4)),  # few distinct dates
     ]
-    for _ in range(200):
+    zones = [paris, UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"), timezone(timedelta(hours=-5, minutes=-30))]
+    for _ in range(300):
+        zone = rng.choice(zones)  # the source_timezone, and the zone of the fixed-offset datetimes
         picks = [rng.randrange(len(makers)) for _ in range(rng.randrange(1, 6))]
         null_rate = rng.choice([0, 0, 0.2])
 
@@ -142,9 +152,11 @@ def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
                 *(value(rng.randrange(len(makers)) if mixed else k) for k in picks),
                 AT + timedelta(microseconds=rng.randrange(10**9)),
             )
-            for n in range(rng.randrange(1, 40))
+            for n in range(rng.randrange(1, 80))
         ]
-        one = encoder(columns, tz=paris)
+        if rng.random() < 0.3:  # the epoch column in the fixed-offset zone too
+            rows = [(*row[:-1], datetime(2026, 1, 1, tzinfo=zone) + (row[-1] - AT)) for row in rows]
+        one = encoder(columns, tz=zone)
         expected = [one.encode(row, n) for n, row in enumerate(rows, 1)]
         assert one._encode_columns(rows, 1) == expected
         assert one.encode_batch(rows, 1) == expected
