@@ -76,6 +76,7 @@ class RedisStreamHook(RedisHook):
         super().__init__(redis_conn_id=redis_conn_id, **kwargs)
         self._scripts: dict[str, Any] = {}
         self.lease: Lease | None = None  # set while a cycle holds the stream's lock
+        self._renewed_at = 0.0  # time.monotonic() of the last renewal (or acquisition) of the lease
 
     def _script(self, name: str) -> Any:
         if not self._scripts:
@@ -108,8 +109,9 @@ class RedisStreamHook(RedisHook):
         """
         Hold ``<tag>:lock`` for one cycle; raises LockBusy when another holder keeps it past wait_s.
 
-        The lease is renewed before every batch and by a heartbeat every third of the lease, so only
-        a worker that is dead or frozen as a whole loses it; the fenced scripts then refuse its writes.
+        The lease is renewed by a heartbeat every third of the lease, and before a batch when a sixth
+        of it has passed since the last renewal, so only a worker that is dead or frozen as a whole
+        loses it; the fenced scripts then refuse its writes.
         """
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         deadline = time.monotonic() + wait_s
@@ -129,6 +131,7 @@ class RedisStreamHook(RedisHook):
                 )  # fmt: skip
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01), max(ms_left, 10) / 1000))
         self.lease = Lease(keys.lock, token, lease_ms)
+        self._renewed_at = time.monotonic()
         stop = threading.Event()
         heartbeat = threading.Thread(
             target=self._keep_alive, args=(keys, self.lease, stop), name=f"lease:{keys.stream}", daemon=True
@@ -174,12 +177,19 @@ class RedisStreamHook(RedisHook):
                 self.log.debug("Stream %s: lease renewal failed: %s", keys.stream, exc)
 
     def renew(self, keys: StreamKeys) -> None:
-        """Extend the lease before a batch; fail fast when it was lost."""
+        """Extend the lease before a batch, unless renewed in the last sixth of it; fail fast when lost.
+
+        Not a round trip per batch: the fenced scripts refuse a lost lease's writes anyway.
+        """
         if self.lease is None:
+            return
+        started = time.monotonic()
+        if started - self._renewed_at < self.lease.lease_ms / 6000:
             return
         ok = self._run("lease", keys, [keys.lock], ["renew", self.lease.token, self.lease.lease_ms])
         if int(ok) != 1:
             raise faults.permanent_error("renew", keys.stream, ResponseError(faults.LOCK_LOST))
+        self._renewed_at = started
 
     def emit(
         self,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from airflow_dbstream.epoch import datetime_to_us
+from airflow_dbstream.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.conftest import read_stream, run_cycle, watermark
 
@@ -177,3 +180,27 @@ def test_one_info_line_per_cycle_without_payloads(pg_table, stream, capfd):
     assert len(cycle_lines) == 1
     assert "[info" in cycle_lines[0] and "emitted=1" in cycle_lines[0]
     assert "secret-name-in-payload" not in text
+
+
+def test_a_cycle_leaves_the_garbage_collector_and_thread_switching_as_it_found_them(pg_table, stream):
+    """A cycle pauses the cyclic collector and shortens the GIL switch interval while it reads and
+    sends; both come back after it, when it succeeds and when it fails."""
+    pg_table.insert(_rows(3000, pg_table.now() - timedelta(minutes=5)))
+    interval = sys.getswitchinterval()
+    assert run_cycle(pg_table, stream, batch_size=100)["emitted"] == 3000
+    assert gc.isenabled() and sys.getswitchinterval() == interval
+    # A NULL epoch in row 2500 fails the next window mid-read.
+    bad = pg_table.sql.replace(
+        "SELECT id, name, updated_at",
+        "SELECT id, name, CASE WHEN id = 2500 THEN NULL ELSE updated_at END AS updated_at",
+    )
+    with pytest.raises(DbStreamInputError, match="is NULL"):
+        run_cycle(pg_table, stream, batch_size=100, sql=bad)
+    assert gc.isenabled() and sys.getswitchinterval() == interval
+    gc.disable()
+    try:  # a host that runs without the collector keeps it off
+        with pytest.raises(DbStreamInputError, match="is NULL"):
+            run_cycle(pg_table, stream, batch_size=100, sql=bad)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -103,11 +103,12 @@ def test_holder_overrunning_its_lease_cannot_write(pg_table, stream, redis_clien
     paused, resume = threading.Event(), threading.Event()
     real = RedisStreamHook.emit
 
-    def emit(self, *args, **kwargs):
-        if threading.current_thread().name == "overrunner" and self.lease and emit.calls == 1:
+    def emit(self, *args, **kwargs):  # runs on the cycle's sending thread: A's is known by its lease
+        overrunner = self.lease is not None and self.lease.lease_ms == 300
+        if overrunner and emit.calls == 1:
             paused.set()
             resume.wait(20)
-        emit.calls += threading.current_thread().name == "overrunner"
+        emit.calls += overrunner
         return real(self, *args, **kwargs)
 
     emit.calls = 0
