@@ -13,12 +13,13 @@ from tests.conftest import PG_DSN, PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PATHS = ("seed_path", "changed", "duplicates", "redis_ceiling_changed", "redis_ceiling_duplicates",
-         "sql_ceiling", "encode_only")  # fmt: skip
+PATHS = ("seed_path", "changed", "duplicates", "first_load", "redis_ceiling_changed",
+         "redis_ceiling_duplicates", "sql_ceiling", "encode_only")  # fmt: skip
 
 
 def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
-    smoke = ["--sizes", "10000", "--seed-rows", "2000", "--cycles", "10", "--idle", "5", "--name", "smoke"]
+    smoke = ["--sizes", "10000", "--seed-rows", "2000", "--cycles", "10", "--idle", "5", "--rounds", "2"]
+    smoke += ["--name", "smoke"]
     command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench.py"), *smoke, "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -26,12 +27,13 @@ def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
     result = json.loads((tmp_path / "smoke.json").read_text())
     at = result["sizes"]["10000"]
     for path in PATHS:
-        assert at[path]["rows_per_s"] > 0, path
+        assert at[path]["rows_per_s"] > 0 and at[path]["rounds"] == 2, path
     assert at["seed_path"]["rows"] == 2000 and at["changed"]["rows"] == 10000
     assert at["changed"]["peak_rss_growth_mb"] >= 0
     assert 100 <= result["payload_bytes"] <= 300
     assert result["idle_cycle"]["median_ms"] > 0
     assert len(result["small_cycles"]["durations_ms"]) == 10
+    assert result["small_cycles"]["seen_size_at_start"] > 0
     assert {t["target"] for t in result["targets"]} >= {"changed rows/s", "idle cycle ms"}
     assert set(result["ratios"]) == {"changed_over_seed", "duplicates_over_seed", "changed_over_min_ceiling",
                                      "duplicates_over_min_ceiling"}  # fmt: skip
