@@ -6,7 +6,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-SCRIPT_NAMES = ("emit", "precheck", "commit", "trim", "delete", "sweep", "lease")
+SCRIPT_NAMES = ("emit", "commit", "trim", "delete", "sweep", "lease")
 # Scripts that write what only the lock holder may write: run behind lua/fence.lua during a cycle.
 FENCED_SCRIPTS = ("emit", "delete", "commit", "sweep")
 

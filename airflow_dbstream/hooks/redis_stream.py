@@ -27,7 +27,6 @@ from airflow_dbstream.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source
 from airflow_dbstream.window import trim_cutoff
 
 TRIM_CHUNK = 1000
-RENEW_AFTER = 1 / 6  # of the lease: a batch renews it when this much has passed since the last renewal
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ class RedisStreamHook(RedisHook):
         if self.lease is None:
             return
         started = time.monotonic()
-        if started - self._renewed_at < self.lease.lease_ms / 1000 * RENEW_AFTER:
+        if started - self._renewed_at < self.lease.lease_ms / 6000:
             return
         ok = self._run("lease", keys, [keys.lock], ["renew", self.lease.token, self.lease.lease_ms])
         if int(ok) != 1:
@@ -227,14 +226,28 @@ class RedisStreamHook(RedisHook):
     def unseen(self, keys: StreamKeys, messages: Sequence[Message]) -> Sequence[Message]:
         """The messages the emit script would append now: only a filter, the script decides atomically.
 
-        lua/precheck.lua compares on Redis, as emit.lua does, from each row's pkey, epoch and digest:
-        one round trip with no payloads, and a reply of the few row numbers that may be new.
+        Compares as the script does (epochs as doubles); a batch that repeats a pkey is kept whole,
+        since the script compares a repeat with the version just before it.
         """
-        args = list(chain.from_iterable(m[:3] for m in messages))  # pkey, epoch, digest per row
-        fresh = self._run("precheck", keys, [keys.seen, keys.digest], args)
-        if len(fresh) == len(messages):
+        pkeys = [m.pkey for m in messages]
+        if len(set(pkeys)) != len(pkeys):
             return messages
-        return [messages[r - 1] for r in fresh]
+        client = self.redis or self.get_conn()  # get_conn re-reads the connection
+
+        def read() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.zmscore(keys.seen, pkeys)
+            pipe.hmget(keys.digest, pkeys)
+            return pipe.execute()
+
+        scores, digests = faults.call("precheck", keys.stream, read)
+        return [
+            m
+            for m, score, stored in zip(messages, scores, digests, strict=True)
+            if score is None
+            or (epoch := float(m.epoch_us)) > score
+            or (epoch == score and stored != m.digest)
+        ]
 
     def read_state(self, keys: StreamKeys) -> StreamState:
         raw = faults.call("read_state", keys.stream, lambda: self.get_conn().hgetall(keys.state))
