@@ -27,6 +27,7 @@ from airflow_dbstream.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source
 from airflow_dbstream.window import trim_cutoff
 
 TRIM_CHUNK = 1000
+RENEW_AFTER = 1 / 6  # of the lease: a batch renews it when this much has passed since the last renewal
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class RedisStreamHook(RedisHook):
         if self.lease is None:
             return
         started = time.monotonic()
-        if started - self._renewed_at < self.lease.lease_ms / 6000:
+        if started - self._renewed_at < self.lease.lease_ms / 1000 * RENEW_AFTER:
             return
         ok = self._run("lease", keys, [keys.lock], ["renew", self.lease.token, self.lease.lease_ms])
         if int(ok) != 1:

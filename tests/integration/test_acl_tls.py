@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_dbstream.acl import CYCLE_COMMANDS, acl_rules
 from airflow_dbstream.errors import DbStreamRedisError
+from airflow_dbstream.hooks import redis_stream
 from airflow_dbstream.keys import StreamKeys
 from tests.conftest import PostgresTable, run_cycle, set_connection
 from tests.integration.scenarios import SCENARIOS, Target, run_all
@@ -47,7 +48,8 @@ def test_all_scenarios_run_as_the_documented_least_privilege_user(acl_server, mo
 
 
 def _every_command_path(table, server, stream: str) -> None:
-    """A busy lock (PTTL), a flushed script cache (SCRIPT LOAD), a snapshot that trims, a re-read."""
+    """A busy lock (PTTL), a flushed script cache (SCRIPT LOAD), a snapshot that trims, a re-read;
+    the lease renewed before every batch (PEXPIRE), as in a cycle longer than a sixth of its lease."""
     admin = server.admin()
     lock = StreamKeys.for_stream(stream).lock
     admin.set(lock, "someone-else", px=60_000)
@@ -64,7 +66,8 @@ def _every_command_path(table, server, stream: str) -> None:
 
 
 @pytest.mark.parametrize("missing", CYCLE_COMMANDS)  # multi/exec: only a reset uses them
-def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, missing):
+def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, missing, monkeypatch):
+    monkeypatch.setattr(redis_stream, "RENEW_AFTER", 0)
     stream = f"acl:{uuid.uuid4().hex[:8]}"
     _user(acl_server, *acl_rules("acl:*"), f"-{missing}")
     with pytest.raises(DbStreamRedisError) as failure:
@@ -77,7 +80,8 @@ def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, 
         assert acl_server.admin().hget(StreamKeys.for_stream(stream).state, "watermark") is None
 
 
-def test_the_exercise_passes_with_every_permission(acl_server, pg_table):
+def test_the_exercise_passes_with_every_permission(acl_server, pg_table, monkeypatch):
+    monkeypatch.setattr(redis_stream, "RENEW_AFTER", 0)
     _user(acl_server, *acl_rules("acl:*"))
     _every_command_path(pg_table, acl_server, f"acl:{uuid.uuid4().hex[:8]}")
 
