@@ -262,8 +262,8 @@ class RowEncoder:
         key_kinds = set(map(type, keys)) if keys is not None else None
         if key_kinds == {str}:
             pkeys: Any = keys
-        elif key_kinds == {int}:
-            pkeys = map(str, keys)
+        elif key_kinds == {int}:  # its JSON texts are its str()s (no bool: key_kinds is exact)
+            pkeys = texts[self._pkey_index[0]]
         else:
             pkeys = [self._pkey(row, n) for n, row in enumerate(rows, first_row_number)]
         if epoch_us is None:
