@@ -45,3 +45,19 @@ def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
     with psycopg.connect(PG_DSN) as db:
         left = db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE %s", (f"bench_{run_id}%",))
         assert left.fetchone()[0] == 0
+
+
+def test_emit_cost_smoke_run_prints_each_part(redis_client):
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "benchmarks" / "emit_cost.py"),
+        "--rounds",
+        "1",
+        "--batches",
+        "2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for part in ("emit.lua", "digest HSET", "ZADD to seen", "ZMSCORE/HMGET reads", "without the XADD"):
+        assert part in done.stdout, part
+    assert not redis_client.keys("{emit-cost:*")  # nothing left behind
