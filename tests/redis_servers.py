@@ -58,6 +58,7 @@ class RedisServer:
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()  # one that is still starting must not outlive the test that gave up on it
                 logfile = self.dir / "redis.log"
                 log = logfile.read_text()[-2000:] if logfile.exists() else ""
                 raise RuntimeError(f"redis-server on port {self.port} did not start: {log}")
@@ -132,6 +133,13 @@ class RedisClusterServers:
         ]
 
     def start(self) -> RedisClusterServers:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # the nodes already started must not outlive a cluster that failed to form
+            raise
+
+    def _start(self) -> RedisClusterServers:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]

@@ -126,8 +126,9 @@ class SqlToRedisStreamOperator(BaseOperator):
         emitted once with ``op=delete``.
     :param track_keys: keep the live keys the stream carries in ``<tag>:keys``, which
         ReconcileDeletesOperator compares with the source to find hard deletes.
-    :param lock_lease: how long the stream's lock outlives its last renewal (renewed every batch and
-        by a heartbeat every third of the lease); a lock left by a killed worker frees itself after this.
+    :param lock_lease: how long the stream's lock outlives its last renewal (renewed by a heartbeat every
+        third of the lease, and before a batch once a sixth has passed); a lock left by a killed worker
+        frees itself after this.
     :param lock_wait: how long to wait for another cycle of the same stream before skipping.
     """
 
