@@ -217,4 +217,6 @@ def _fetch(cursor: Any, batch_size: int) -> Iterator[Batch]:
         raise DbStreamInputError("The SQL returned no result set; it must be a single SELECT.")
     while rows:
         yield columns, rows
+        if len(rows) < batch_size:  # DB-API: fewer rows than asked for means none are left
+            return
         rows = cursor.fetchmany(batch_size)

@@ -1,4 +1,4 @@
-"""Which source a hook gets and the bound each one binds: pure, no connection is opened."""
+"""Which source a hook gets, the bound each one binds, and the reading loop (on SQLite in memory)."""
 
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -7,7 +7,7 @@ import pytest
 
 from airflow_dbstream.epoch import datetime_to_us
 from airflow_dbstream.errors import DbStreamInputError
-from airflow_dbstream.sources import MySqlSource, PostgresSource, Source, SqliteSource
+from airflow_dbstream.sources import MySqlSource, PostgresSource, Source, SqliteSource, _fetch
 
 PARIS = ZoneInfo("Europe/Paris")
 AT = datetime_to_us(datetime(2026, 7, 1, 12, 0, 0, 700_000, tzinfo=UTC), UTC)
@@ -44,3 +44,31 @@ def test_mysql_sql_must_bind_window_start_in_pyformat():
     source.check_sql("SELECT * FROM t WHERE updated_at >= %(window_start)s", "s")
     with pytest.raises(DbStreamInputError, match=r"does not bind window_start.*%\(window_start\)s"):
         source.check_sql("SELECT * FROM t WHERE updated_at >= :window_start", "s")
+
+
+class _CountingCursor:
+    """A real sqlite3 cursor that counts its fetchmany calls (each is a round trip on a server)."""
+
+    def __init__(self, cursor):
+        self.cursor, self.fetches = cursor, 0
+
+    @property
+    def description(self):
+        return self.cursor.description
+
+    def fetchmany(self, size):
+        self.fetches += 1
+        return self.cursor.fetchmany(size)
+
+
+@pytest.mark.parametrize(("rows", "fetches"), [(250, 3), (200, 3), (0, 1)])
+def test_reading_stops_at_a_short_batch_without_another_fetch(rows, fetches):
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+    cursor = _CountingCursor(conn.execute("SELECT id FROM t ORDER BY id"))
+    batches = list(_fetch(cursor, 100))
+    assert [r[0] for _, batch in batches for r in batch] == list(range(rows))
+    assert cursor.fetches == fetches  # 250: 100, 100, 50; 200: 100, 100, then the empty one
