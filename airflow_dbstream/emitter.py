@@ -22,9 +22,6 @@ class BatchResult:
     emitted: int
     duplicates: int
     deletes: int  # tombstones emitted (counted in emitted too)
-    max_epoch_us: int
-    last_row: Sequence[Any]
-    last_epoch_us: int
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,6 @@ class PreparedBatch:
     dead: list[Message]
     max_epoch_us: int
     last_row: Sequence[Any]
-    last_epoch_us: int
 
     def __len__(self) -> int:
         return len(self.live) + len(self.dead)
@@ -151,9 +147,6 @@ class BatchEmitter:
                 gc.enable()
         return totals
 
-    def emit(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int) -> BatchResult:
-        return self.send(self.prepare(columns, rows, rows_before))
-
     def prepare(
         self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int
     ) -> PreparedBatch:
@@ -172,7 +165,6 @@ class BatchEmitter:
             dead=dead,
             max_epoch_us=max(m.epoch_us for m in messages),
             last_row=rows[-1],
-            last_epoch_us=messages[-1].epoch_us,
         )
 
     def send(self, batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
@@ -188,7 +180,4 @@ class BatchEmitter:
             emitted=result.emitted + tombstones.emitted,
             duplicates=result.duplicates + tombstones.duplicates,
             deletes=tombstones.emitted,
-            max_epoch_us=batch.max_epoch_us,
-            last_row=batch.last_row,
-            last_epoch_us=batch.last_epoch_us,
         )
