@@ -9,6 +9,7 @@ fresh stream, so `seen` and `digest` grow as in a cycle; the keys are removed af
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import uuid
@@ -25,14 +26,6 @@ PAYLOAD = (
     b'{"id":1,"name":"Customer 1","email":"c1@ex.io","tier":"pro","balance":"1.37","country":"DE",'
     b'"active":true,"score":0.125,"since":"2020-01-02","updated_at":"2026-11-26T04:22:25.590083+00:00"}'
 )
-XADD = """    if maxlen > 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-        'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
-    else
-      redis.call('XADD', stream, '*',
-        'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
-    end
-"""
 READS = """  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
   local d = redis.call('HMGET', digests, unpack(pkeys, first, last))
 """
@@ -40,11 +33,13 @@ READS = """  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
 
 def variants() -> dict[str, str]:
     source = script_source("emit")
+    # The per-row XADD: from its `if maxlen > 0 then` to the matching `end`, read from emit.lua itself.
+    xadd = re.search(r"^    if maxlen > 0 then\n.*?^    end\n", source, re.MULTILINE | re.DOTALL)
     cut = {
         "without the digest HSET": ("  redis.call('HSET', digests, unpack(sets, first, last))\n", ""),
         "without the ZADD to seen": ("  redis.call('ZADD', seen, unpack(adds, first, last))\n", ""),
         "without the ZMSCORE/HMGET reads": (READS, "  local s, d = {}, {}\n"),
-        "without the XADD": (XADD, ""),
+        "without the XADD": (xadd.group(0) if xadd else "XADD block not found", ""),
     }
     found = {"emit.lua": source}
     for name, (text, instead) in cut.items():
