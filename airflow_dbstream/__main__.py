@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
+    from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-    from airflow_dbstream.keys import StreamKeys
-    from airflow_dbstream.status import format_status, stream_status
+    from airflow_dbstream.hooks.status import format_status, stream_status
 
     try:
         keys = StreamKeys.for_stream(args.stream)

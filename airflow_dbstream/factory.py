@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 
 REQUIRED = ("name", "sql_conn_id", "sql", "stream", "pkey_column", "epoch_column", "lookback", "variant")
 OPTIONAL = (

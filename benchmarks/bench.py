@@ -210,7 +210,7 @@ class Bench:
             conn.close()
 
     def encoder(self, columns: list[str]) -> Any:
-        from airflow_dbstream.encoding import RowEncoder
+        from airflow_dbstream.core.encoding import RowEncoder
 
         return RowEncoder("bench", columns, ["id"], "updated_at", UTC, None)
 
@@ -218,7 +218,7 @@ class Bench:
 
     def seed_path(self, table: str, rows: int) -> dict[str, Any]:
         """a. The seed's path: read, json.dumps each row, one EVALSHA of seed_emit.lua per row."""
-        from airflow_dbstream.epoch import datetime_to_us
+        from airflow_dbstream.core.epoch import datetime_to_us
 
         stream = self.stream(f"seed{rows}")
         tag = "{" + stream + "}"
@@ -273,7 +273,7 @@ class Bench:
 
     def redis_ceiling(self, table: str, rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """c. Only the emit calls are timed: pre-encoded batches, new to the stream, then again."""
-        from airflow_dbstream.keys import StreamKeys
+        from airflow_dbstream.core.keys import StreamKeys
 
         stream = self.stream(f"ceil{rows}")
         keys = StreamKeys.for_stream(stream)

@@ -19,8 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from airflow_dbstream.encoding import Message  # noqa: E402
-from airflow_dbstream.scripts import script_source  # noqa: E402
+from airflow_dbstream.core.encoding import Message  # noqa: E402
+from airflow_dbstream.hooks.scripts import script_source  # noqa: E402
 
 PAYLOAD = (
     b'{"id":1,"name":"Customer 1","email":"c1@ex.io","tier":"pro","balance":"1.37","country":"DE",'

@@ -145,9 +145,9 @@ def main() -> int:
         stop.set()
         changes.join(timeout=5)
 
+    from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-    from airflow_dbstream.keys import StreamKeys
-    from airflow_dbstream.status import format_status, stream_status
+    from airflow_dbstream.hooks.status import format_status, stream_status
 
     client = redis.Redis(host=REDIS["host"], port=REDIS["port"], db=REDIS_DB, decode_responses=True)
     print(f"\nstream `customers`: {client.xlen('customers')} messages; the newest 5:")

@@ -19,12 +19,12 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
-from airflow_dbstream import faults
-from airflow_dbstream.encoding import Message
-from airflow_dbstream.errors import RedisPermissionError
-from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source
-from airflow_dbstream.window import trim_cutoff
+from airflow_dbstream.core.encoding import Message
+from airflow_dbstream.core.errors import RedisPermissionError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.core.window import trim_cutoff
+from airflow_dbstream.hooks import faults
+from airflow_dbstream.hooks.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source
 
 TRIM_CHUNK = 1000
 RENEW_AFTER = 1 / 6  # of the lease: a batch renews it when this much has passed since the last renewal

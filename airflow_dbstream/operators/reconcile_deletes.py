@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_dbstream.encoding import RowEncoder
-from airflow_dbstream.epoch import load_timezone, us_to_datetime
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.encoding import RowEncoder
+from airflow_dbstream.core.epoch import load_timezone, us_to_datetime
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.cycle.sources import Source
 from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
 from airflow_dbstream.operators.sql_to_redis_stream import (
     check_stream_arguments,
     pkey_column_list,
     sql_source_hook,
 )
-from airflow_dbstream.sources import Source
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

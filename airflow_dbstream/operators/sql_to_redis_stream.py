@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_dbstream import faults
-from airflow_dbstream.emitter import BatchEmitter
-from airflow_dbstream.epoch import check_unit, datetime_to_us, load_timezone, us_to_datetime
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.epoch import check_unit, datetime_to_us, load_timezone, us_to_datetime
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.core.params import RunRequest
+from airflow_dbstream.core.window import lag_seconds, next_watermark, plan_window
+from airflow_dbstream.cycle.pipeline import BatchEmitter
+from airflow_dbstream.cycle.replay import replay, reset
+from airflow_dbstream.cycle.snapshot import Snapshot
+from airflow_dbstream.cycle.sources import Source
+from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.params import RunRequest
-from airflow_dbstream.replay import replay, reset
-from airflow_dbstream.snapshot import Snapshot
-from airflow_dbstream.sources import Source
-from airflow_dbstream.status import record_status
-from airflow_dbstream.window import lag_seconds, next_watermark, plan_window
+from airflow_dbstream.hooks.status import record_status
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -235,7 +235,7 @@ class SqlToRedisStreamOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the tables the SQL reads (common-sql + OpenLineage's SQL parser); output: the stream."""
-        from airflow_dbstream.lineage import stream_lineage
+        from airflow_dbstream.operators.lineage import stream_lineage
 
         return stream_lineage(self)
 

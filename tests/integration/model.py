@@ -32,9 +32,9 @@ from typing import Any
 
 import psycopg
 
-from airflow_dbstream.epoch import datetime_to_us, us_to_datetime
+from airflow_dbstream.core.epoch import datetime_to_us, us_to_datetime
+from airflow_dbstream.core.keys import StreamKeys
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
 
 LOOKBACK_US = 50_000  # 50 ms of simulated time
 PG_DSN = os.environ.get("DBSTREAM_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")

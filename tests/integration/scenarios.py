@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_dbstream.core.keys import StreamKeys
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
 from tests.conftest import PostgresTable, run_cycle
 
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_dbstream.acl import CYCLE_COMMANDS, acl_rules
-from airflow_dbstream.errors import DbStreamRedisError
+from airflow_dbstream.core.acl import CYCLE_COMMANDS, acl_rules
+from airflow_dbstream.core.errors import DbStreamRedisError
+from airflow_dbstream.core.keys import StreamKeys
 from airflow_dbstream.hooks import redis_stream
-from airflow_dbstream.keys import StreamKeys
 from tests.conftest import PostgresTable, run_cycle, set_connection
 from tests.integration.scenarios import SCENARIOS, Target, run_all
 from tests.redis_servers import TlsFiles

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 from tests.conftest import read_stream, run_cycle, set_connection, watermark
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_dbstream.encoding import iso_duration
-from airflow_dbstream.epoch import datetime_to_us
+from airflow_dbstream.core.encoding import iso_duration
+from airflow_dbstream.core.epoch import datetime_to_us
 from tests.conftest import read_stream, run_cycle, watermark
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 from tests.conftest import make_operator, read_stream
 
 pytestmark = pytest.mark.integration

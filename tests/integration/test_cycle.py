@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_dbstream.epoch import datetime_to_us
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.epoch import datetime_to_us
+from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.conftest import read_stream, run_cycle, watermark
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_dbstream.encoding import Message
-from airflow_dbstream.errors import LockLostError
+from airflow_dbstream.core.encoding import Message
+from airflow_dbstream.core.errors import LockLostError
+from airflow_dbstream.core.keys import StreamKeys
 from airflow_dbstream.hooks.redis_stream import Lease, RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
 from tests.conftest import read_stream, run_cycle, watermark
 from tests.integration.scenarios import assert_exactly_once, versions
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from airflow_dbstream.encoding import Message
+from airflow_dbstream.core.encoding import Message
+from airflow_dbstream.core.keys import StreamKeys
 from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_dbstream.epoch import datetime_to_us
+from airflow_dbstream.core.epoch import datetime_to_us
 from tests.conftest import read_stream, run_cycle, watermark
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_dbstream import faults
-from airflow_dbstream.errors import DbStreamRedisError
-from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.core.errors import DbStreamRedisError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.hooks import faults
 from tests.conftest import PROJECT_ROOT, run_cycle, set_connection
 from tests.integration.scenarios import after_each_emit, assert_exactly_once
 

@@ -7,7 +7,7 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from airflow_dbstream.epoch import datetime_to_us
+from airflow_dbstream.core.epoch import datetime_to_us
 from tests.conftest import PROJECT_ROOT, read_stream, run_cycle
 
 pytestmark = pytest.mark.integration

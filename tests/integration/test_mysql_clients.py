@@ -7,7 +7,7 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from airflow_dbstream.epoch import datetime_to_us
+from airflow_dbstream.core.epoch import datetime_to_us
 from tests.conftest import MYSQL_CONN, read_stream, run_cycle, set_connection
 
 pytestmark = pytest.mark.integration

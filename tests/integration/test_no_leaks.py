@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_dbstream.errors import DbStreamInputError, DbStreamRedisError
-from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.core.errors import DbStreamInputError, DbStreamRedisError
+from airflow_dbstream.core.keys import StreamKeys
 from tests.conftest import read_stream, run_cycle, set_connection
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
-from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.core.keys import StreamKeys
 from tests.conftest import PostgresTable, set_connection
 from tests.integration.scenarios import SCENARIOS, Target, run_all
 
@@ -48,7 +48,7 @@ def test_scenarios_on_three_masters_without_crossslot(redis_cluster, monkeypatch
 
 def test_least_privilege_user_on_the_cluster(redis_cluster, monkeypatch):
     """README's ACL with its cluster additions, set on every master, runs the scenarios."""
-    from airflow_dbstream.acl import acl_rules
+    from airflow_dbstream.core.acl import acl_rules
 
     password = uuid.uuid4().hex
     for node in redis_cluster.nodes:

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_dbstream.emitter import BatchEmitter
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.cycle.pipeline import BatchEmitter
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.conftest import PROJECT_ROOT, read_stream, run_cycle, watermark
 

@@ -18,7 +18,7 @@ CYCLE = """
 import json, uuid
 from datetime import timedelta
 import psycopg, redis
-import airflow_dbstream, airflow_dbstream.scripts as scripts
+import airflow_dbstream, airflow_dbstream.hooks.scripts as scripts
 from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
 table, stream = "wheel_" + uuid.uuid4().hex[:8], "test:wheel:" + uuid.uuid4().hex[:8]
 db = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True)

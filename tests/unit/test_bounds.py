@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_dbstream.epoch import (
+from airflow_dbstream.core.epoch import (
     bound_slack_us,
     datetime_to_us,
     naive_to_text,

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_dbstream.encoding import RowEncoder, iso_duration
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.encoding import RowEncoder, iso_duration
+from airflow_dbstream.core.errors import DbStreamInputError
 
 
 def encoder(columns=("id", "name", "updated_at"), pkey=("id",), tz=UTC):

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_dbstream.epoch import (
+from airflow_dbstream.core.epoch import (
     datetime_to_us,
     load_timezone,
     to_epoch_us,
@@ -12,7 +12,7 @@ from airflow_dbstream.epoch import (
     us_to_number,
     us_to_text,
 )
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 
 PARIS = ZoneInfo("Europe/Paris")
 

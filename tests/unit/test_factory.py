@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.factory import dags_from_yaml, load_sources, parse_duration
 from tests.conftest import PROJECT_ROOT
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rx
 
-from airflow_dbstream import faults
-from airflow_dbstream.acl import REQUIRED_COMMANDS, acl_rules, key_patterns
-from airflow_dbstream.errors import DbStreamRedisError, LockLostError, RedisPermissionError
-from airflow_dbstream.scripts import script_source
+from airflow_dbstream.core.acl import REQUIRED_COMMANDS, acl_rules, key_patterns
+from airflow_dbstream.core.errors import DbStreamRedisError, LockLostError, RedisPermissionError
+from airflow_dbstream.hooks import faults
+from airflow_dbstream.hooks.scripts import script_source
 
 
 def test_transient_errors_are_retried_then_reported(monkeypatch):

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from airflow_dbstream.deletes import is_deleted
-from airflow_dbstream.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
-from airflow_dbstream.snapshot import eta_text, progress
+from airflow_dbstream.core.deletes import is_deleted
+from airflow_dbstream.core.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
+from airflow_dbstream.cycle.snapshot import eta_text, progress
 
 
 def test_first_chunk_wraps_the_sql_unchanged_and_orders_by_epoch_then_key():

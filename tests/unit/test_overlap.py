@@ -2,8 +2,8 @@ import threading
 
 import pytest
 
+from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.hooks.redis_stream import EmitResult
-from airflow_dbstream.overlap import BackgroundEmitter, read_ahead
 
 
 class Recorder:

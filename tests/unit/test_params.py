@@ -9,8 +9,9 @@ from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
-from airflow_dbstream.errors import DbStreamInputError
-from airflow_dbstream.params import RunRequest, stream_params
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.params import RunRequest
+from airflow_dbstream.params import stream_params
 
 
 def _form(**values) -> dict:

@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_dbstream.epoch import datetime_to_us
-from airflow_dbstream.errors import DbStreamInputError
-from airflow_dbstream.sources import MySqlSource, PostgresSource, Source, SqliteSource, _fetch
+from airflow_dbstream.core.epoch import datetime_to_us
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.cycle.sources import MySqlSource, PostgresSource, Source, SqliteSource, _fetch
 
 PARIS = ZoneInfo("Europe/Paris")
 AT = datetime_to_us(datetime(2026, 7, 1, 12, 0, 0, 700_000, tzinfo=UTC), UTC)

@@ -1,5 +1,5 @@
-from airflow_dbstream.epoch import SNAPSHOT_START_US
-from airflow_dbstream.window import lag_seconds, next_watermark, plan_window, trim_cutoff
+from airflow_dbstream.core.epoch import SNAPSHOT_START_US
+from airflow_dbstream.core.window import lag_seconds, next_watermark, plan_window, trim_cutoff
 
 
 def test_window_starts_lookback_before_the_watermark():

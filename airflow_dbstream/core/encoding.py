@@ -17,8 +17,8 @@ from json.encoder import encode_basestring
 from operator import add, attrgetter, floordiv, methodcaller, mod, sub
 from typing import Any, NamedTuple
 
-from airflow_dbstream.epoch import ONE_MICROSECOND, UNIX_EPOCH, to_epoch_us
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.epoch import ONE_MICROSECOND, UNIX_EPOCH, to_epoch_us
+from airflow_dbstream.core.errors import DbStreamInputError
 
 _STRINGIFIED = (Decimal, uuid.UUID, IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface,
                 IPv6Interface)  # fmt: skip

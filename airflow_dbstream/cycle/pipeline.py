@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from airflow_dbstream.deletes import is_deleted
-from airflow_dbstream.encoding import Message, RowEncoder
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.deletes import is_deleted
+from airflow_dbstream.core.encoding import Message, RowEncoder
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
-from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.overlap import BackgroundEmitter, read_ahead
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from contextlib import closing, suppress
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from airflow_dbstream.epoch import (
+from airflow_dbstream.core.epoch import (
     bound_slack_us,
     datetime_to_us,
     naive_to_text,
@@ -23,7 +23,7 @@ from airflow_dbstream.epoch import (
     us_to_naive_bound,
     us_to_number,
 )
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 
 Batch = tuple[list[str], Sequence[Sequence[Any]]]
 

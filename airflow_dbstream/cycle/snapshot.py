@@ -14,14 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_dbstream.emitter import BatchEmitter, QueryTotals
-from airflow_dbstream.epoch import SNAPSHOT_START_US
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.epoch import SNAPSHOT_START_US
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.core.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
+from airflow_dbstream.core.window import trim_cutoff
+from airflow_dbstream.cycle.pipeline import BatchEmitter, QueryTotals
+from airflow_dbstream.cycle.sources import Source
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
-from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
-from airflow_dbstream.sources import Source
-from airflow_dbstream.window import trim_cutoff
 
 STARTED, CURSOR, CURSOR_US, ROWS, TOTAL = (
     "snapshot_started",

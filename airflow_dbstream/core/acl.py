@@ -12,7 +12,7 @@ SCRIPT_COMMANDS = (
     "xadd", "zmscore", "hmget", "zadd", "hget", "hset",
     "zrange", "zrem", "hdel",
 )  # fmt: skip
-# Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.status).
+# Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.hooks.status).
 STATUS_COMMANDS = ("time", "zcard", "xlen", "xinfo|groups", "hset")
 # Called by a run that resets or replays the stream (Trigger form): a MULTI/EXEC of DEL and HSET,
 # pipelined XADDs.

@@ -14,12 +14,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_dbstream.deletes import is_deleted
-from airflow_dbstream.encoding import RowEncoder
-from airflow_dbstream.epoch import datetime_to_us, load_timezone, us_to_datetime
-from airflow_dbstream.errors import DbStreamInputError
-from airflow_dbstream.keys import StreamKeys
-from airflow_dbstream.sources import Source
+from airflow_dbstream.core.deletes import is_deleted
+from airflow_dbstream.core.encoding import RowEncoder
+from airflow_dbstream.core.epoch import datetime_to_us, load_timezone, us_to_datetime
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.cycle.sources import Source
 
 if TYPE_CHECKING:
     from airflow_dbstream.hooks.redis_stream import RedisStreamHook

@@ -16,7 +16,7 @@ def script_source(name: str) -> str:
     packaged = files("airflow_dbstream") / "lua" / f"{name}.lua"
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parent.parent / "lua" / f"{name}.lua"
+    checkout = Path(__file__).resolve().parent.parent.parent / "lua" / f"{name}.lua"
     return checkout.read_text(encoding="utf-8")
 
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from redis import exceptions as rx
 
-from airflow_dbstream.errors import DbStreamRedisError, LockLostError, RedisPermissionError
+from airflow_dbstream.core.errors import DbStreamRedisError, LockLostError, RedisPermissionError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def permanent_error(what: str, stream: str, exc: rx.ResponseError, source: str |
     if isinstance(exc, rx.NoPermissionError) or "NOPERM" in text:
         return RedisPermissionError(
             f"Stream {stream!r}: the Redis user may not run what the {what} call needs ({text}). Grant the "
-            "ACL listed in README.md, section 'Least privilege' (airflow_dbstream.acl.REQUIRED_COMMANDS), "
-            "on this stream's keys."
+            "ACL listed in README.md, section 'Least privilege' "
+            "(airflow_dbstream.core.acl.REQUIRED_COMMANDS), on this stream's keys."
         )
     return exc
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow_dbstream.epoch import SNAPSHOT_START_US
+from airflow_dbstream.core.epoch import SNAPSHOT_START_US
 
 
 @dataclass(frozen=True)

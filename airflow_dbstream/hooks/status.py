@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_dbstream.keys import StreamKeys
+from airflow_dbstream.core.keys import StreamKeys
 
 STATUS_FIELD = "status"
 

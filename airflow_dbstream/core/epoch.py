@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from airflow_dbstream.errors import DbStreamInputError
+from airflow_dbstream.core.errors import DbStreamInputError
 
 _VALID_STREAM = re.compile(r"[\w.:{}\-/]{1,200}")
 
