@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.redis_servers import RedisServer, free_port
+from tests.integration.redis_servers import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,62 @@
+"""The status command on a real stream: watermark, lag, sizes, the last cycle, consumer groups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airflow_dbstream.__main__ import main
+from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import run_cycle
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stream_with_group(pg_table, stream, redis_client):
+    now = pg_table.now()
+    pg_table.insert([(i, f"customer {i}", now) for i in range(1, 11)])
+    run_cycle(pg_table, stream)
+    redis_client.xgroup_create(stream, "billing", id="0")
+    redis_client.xgroup_create(stream, "search", id="$")
+    redis_client.xreadgroup("billing", "worker-1", {stream: ">"}, count=4)  # 4 pending, 6 not delivered
+    return stream
+
+
+def test_status_json_has_every_figure(stream_with_group, capsys):
+    assert main(["status", "--redis-conn-id", "redis_test", "--stream", stream_with_group, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["stream"] == stream_with_group
+    assert status["watermark"] and status["watermark_us"] > 0
+    assert 0 <= status["lag_seconds"] < 60
+    assert status["seen_size"] == 10 and status["stream_length"] == 10
+    assert status["last_cycle"]["rows_read"] == 10 and status["last_cycle"]["emitted"] == 10
+    groups = {g["name"]: g for g in status["groups"]}
+    assert (groups["billing"]["pending"], groups["billing"]["lag"]) == (4, 6)
+    assert (groups["search"]["pending"], groups["search"]["lag"]) == (0, 0)
+
+
+def test_status_command_prints_the_figures(stream_with_group):
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow_dbstream", "status", "--redis-conn-id", "redis_test",
+         "--stream", stream_with_group],
+        env=os.environ, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert f"stream:         {stream_with_group}" in out
+    assert "seen size:      10" in out and "stream length:  10" in out
+    assert "last cycle:     rows_read=10 emitted=10 duplicates=0" in out
+    assert "group billing: pending=4 lag=6 consumers=1" in out
+    assert "group search: pending=0 lag=0 consumers=0" in out
+
+
+def test_status_of_an_unknown_stream_says_so(stream, capsys):
+    assert main(["status", "--redis-conn-id", "redis_test", "--stream", stream]) == 2
+    captured = capsys.readouterr()
+    assert "has no messages and no state" in captured.err
+    assert "watermark:      (none yet" in captured.out

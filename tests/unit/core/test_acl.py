@@ -1,0 +1,20 @@
+"""The least-privilege ACL: key patterns for the stream and its companions, every scripted command granted."""
+
+from __future__ import annotations
+
+import re
+
+from airflow_dbstream.core.acl import REQUIRED_COMMANDS, acl_rules, key_patterns
+from airflow_dbstream.hooks.scripts import script_source
+
+
+def test_acl_patterns_cover_the_stream_and_its_companions():
+    assert key_patterns("crm:*") == ["crm:*", "{crm:*}:*"]
+    assert key_patterns("crm:{orders}") == ["crm:{orders}", "crm:{orders}:*"]
+    rules = acl_rules("orders")
+    assert rules[:3] == ["resetkeys", "~orders", "~{orders}:*"]
+    assert {r[1:] for r in rules if r.startswith("+")} == set(REQUIRED_COMMANDS)
+    # every command the scripts call is granted
+    for name in ("emit", "delete", "commit", "trim", "sweep", "lease", "fence"):
+        for command in re.findall(r"redis\.call\('(\w+)'", script_source(name)):
+            assert command.lower() in REQUIRED_COMMANDS, (name, command)
