@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Lint, make sure the servers answer (starting those that do not), then run the test suite on them;
-# "no tests ran" (pytest exit 5) is a failure.
+# Lint, make sure the servers answer (starting those that do not), then run the whole test suite on them,
+# the slow tests too (a plain `pytest` skips those); "no tests ran" (pytest exit 5) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh || exit 1
 
 .venv/bin/ruff check . && .venv/bin/ruff format --check . || exit 1
-.venv/bin/pytest "$@"
+# `-m` before "$@": a marker expression given to test.sh still wins.
+.venv/bin/pytest -m "slow or not slow" "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
     echo "test.sh: pytest collected no tests; that is a failure" >&2
