@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
+    from airflow_dbstream.core.figures import format_status
     from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-    from airflow_dbstream.hooks.status import format_status, stream_status
+    from airflow_dbstream.hooks.status import stream_status
 
     try:
         keys = StreamKeys.for_stream(args.stream)

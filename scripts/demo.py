@@ -147,7 +147,8 @@ def main() -> int:
 
     from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-    from airflow_dbstream.hooks.status import format_status, stream_status
+    from airflow_dbstream.core.figures import format_status
+    from airflow_dbstream.hooks.status import stream_status
 
     client = redis.Redis(host=REDIS["host"], port=REDIS["port"], db=REDIS_DB, decode_responses=True)
     print(f"\nstream `customers`: {client.xlen('customers')} messages; the newest 5:")

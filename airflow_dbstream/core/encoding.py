@@ -15,10 +15,19 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from itertools import repeat
 from json.encoder import encode_basestring
 from operator import add, attrgetter, floordiv, methodcaller, mod, sub
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from airflow_dbstream.core.epoch import ONE_MICROSECOND, UNIX_EPOCH, to_epoch_us
+from airflow_dbstream.core.epoch import (
+    ONE_MICROSECOND,
+    UNIX_EPOCH,
+    UTC_NAMES,
+    microseconds_since,
+    to_epoch_us,
+)
 from airflow_dbstream.core.errors import DbStreamInputError
+
+if TYPE_CHECKING:
+    from airflow_dbstream.core.spec import StreamSpec
 
 _STRINGIFIED = (Decimal, uuid.UUID, IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface,
                 IPv6Interface)  # fmt: skip
@@ -79,9 +88,6 @@ _TZINFO = attrgetter("tzinfo")
 _DIGEST = methodcaller("digest")
 _BLAKE2B_128 = partial(hashlib.blake2b, digest_size=16)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
-_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu",
-                        "GMT", "Etc/GMT", "Etc/GMT+0", "Etc/GMT-0", "Etc/GMT0", "GMT0", "GMT+0", "GMT-0",
-                        "Etc/Greenwich", "Greenwich"})  # fmt: skip
 # Kinds whose JSON text is the quoted str() / isoformat() of the value, never with a character to escape:
 # their quotes go in the row template, not through encode_basestring.
 _PLAIN_QUOTED: dict[type, Callable[[Any], str]] = {
@@ -97,7 +103,7 @@ def fixed_offset(tz: tzinfo) -> timedelta | None:
     """The one UTC offset of a zone that never changes it (UTC and fixed offsets), else None."""
     if isinstance(tz, timezone):
         return tz.utcoffset(None)
-    if getattr(tz, "key", None) in _UTC_NAMES:  # zoneinfo.ZoneInfo("UTC") and its aliases
+    if getattr(tz, "key", None) in UTC_NAMES:  # zoneinfo.ZoneInfo("UTC") and its aliases
         return timedelta(0)
     return None
 
@@ -160,18 +166,12 @@ class Message(NamedTuple):
 class RowEncoder:
     """Encodes the rows of one query result; built once per cycle from the cursor's column names."""
 
-    def __init__(
-        self,
-        stream: str,
-        columns: Sequence[str],
-        pkey_columns: Sequence[str],
-        epoch_column: str,
-        tz: tzinfo,
-        epoch_unit: str | None,
-    ) -> None:
+    def __init__(self, spec: StreamSpec, columns: Sequence[str]) -> None:
+        stream, tz = spec.stream, spec.tz
         self.stream = stream
         self.columns = list(columns)
-        missing = [c for c in [*pkey_columns, epoch_column] if c not in self.columns]
+        needed = [*spec.pkey_columns, *([spec.epoch_column] if spec.epoch_column else [])]
+        missing = [c for c in needed if c not in self.columns]
         if missing:
             raise DbStreamInputError(
                 f"Stream {stream!r}: the query returned no column {', '.join(map(repr, missing))}; "
@@ -184,13 +184,20 @@ class RowEncoder:
                 f"Stream {stream!r}: the query returned column(s) {dupes} more than once; alias them so "
                 "each payload field has one name."
             )
-        self.pkey_columns = list(pkey_columns)
-        self.epoch_column = epoch_column
-        self._pkey_index = [self.columns.index(c) for c in pkey_columns]
-        self._epoch_index = self.columns.index(epoch_column)
-        self._composite = len(pkey_columns) > 1
+        if spec.deleted_column is not None and spec.deleted_column not in self.columns:
+            raise DbStreamInputError(
+                f"Stream {stream!r}: the query returned no column {spec.deleted_column!r} "
+                f"(deleted_column); it returned {self.columns}. Select it, or fix deleted_column "
+                "(names are case-sensitive)."
+            )
+        self.deleted_index = None if spec.deleted_column is None else self.columns.index(spec.deleted_column)
+        self.pkey_columns = list(spec.pkey_columns)
+        self.epoch_column = spec.epoch_column or self.pkey_columns[0]  # a key scan reads no epoch
+        self._pkey_index = [self.columns.index(c) for c in self.pkey_columns]
+        self._epoch_index = self.columns.index(self.epoch_column)
+        self._composite = len(self.pkey_columns) > 1
         self.tz = tz
-        self.epoch_unit = epoch_unit
+        self.epoch_unit = spec.epoch_unit
         self._dumps = _one_shot_encoder(make_default(tz))
         # '{"id":%s,"name":%s}': a row's payload from its values' JSON texts (see encode_batch); one
         # template per set of column pieces (``%s``, ``"%s"``, ...), made once.
@@ -269,7 +276,7 @@ class RowEncoder:
         if epoch_us is None:
             epochs = columns[self._epoch_index]
             if set(map(type, epochs)) == {datetime} and None not in set(map(_TZINFO, epochs)):
-                epoch_us = map(floordiv, map(sub, epochs, repeat(UNIX_EPOCH)), repeat(ONE_MICROSECOND))
+                epoch_us = microseconds_since(UNIX_EPOCH, epochs)
             else:
                 epoch_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
         return list(map(tuple.__new__, repeat(Message), zip(pkeys, epoch_us, digests, payloads, strict=True)))
@@ -292,7 +299,7 @@ class RowEncoder:
         if offset is None:
             return None
         base = _NAIVE_EPOCH if zone is None else _NAIVE_EPOCH.replace(tzinfo=zone)
-        wall_us = list(map(floordiv, map(sub, values, repeat(base)), repeat(ONE_MICROSECOND)))
+        wall_us = list(microseconds_since(base, values))
         seconds = list(map(floordiv, wall_us, repeat(1_000_000)))
         fractions = list(map(mod, wall_us, repeat(1_000_000)))
         cache = self._second_texts

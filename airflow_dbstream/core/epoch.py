@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal
+from itertools import repeat
+from operator import floordiv, sub
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_dbstream.core.errors import DbStreamInputError
@@ -17,6 +20,10 @@ DAY_US = 86_400 * SECOND_US
 # The start of a full snapshot: early enough for any real modification time, late enough that
 # converting it to any time zone stays inside datetime's range.
 SNAPSHOT_START_US = (datetime(1, 1, 2, tzinfo=UTC) - UNIX_EPOCH) // ONE_MICROSECOND
+# IANA names of UTC itself: a zone of one fixed offset, 0 (MySQL's time_zone takes '+00:00' for them).
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu",
+                       "GMT", "Etc/GMT", "Etc/GMT+0", "Etc/GMT-0", "Etc/GMT0", "GMT0", "GMT+0", "GMT-0",
+                       "Etc/Greenwich", "Greenwich"})  # fmt: skip
 
 
 def load_timezone(name: str) -> tzinfo:
@@ -39,6 +46,11 @@ def datetime_to_us(value: datetime, tz: tzinfo) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     return (value - UNIX_EPOCH) // ONE_MICROSECOND
+
+
+def microseconds_since(base: datetime, values: Iterable[datetime]) -> Iterator[int]:
+    """``datetime_to_us`` for many values sharing ``base``'s awareness, in C-level maps."""
+    return map(floordiv, map(sub, values, repeat(base)), repeat(ONE_MICROSECOND))
 
 
 def us_to_datetime(epoch_us: int) -> datetime:

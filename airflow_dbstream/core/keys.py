@@ -50,3 +50,23 @@ def validate_stream_name(stream: str) -> None:
             f"Invalid stream name {stream!r}: use 1-200 characters among letters, digits, "
             "'_', '-', '.', ':', '/' and an optional '{hash tag}'."
         )
+
+
+# Fields of <tag>:state. The watermark is integer microseconds; last_* hold JSON figures.
+WATERMARK = "watermark"
+LAST_CYCLE = "last_cycle"
+LAST_REPLAY = "last_replay"
+LAST_RESET = "last_reset"
+STATUS = "status"
+TRACK_KEYS = "track_keys"
+SNAPSHOT_PREFIX = "snapshot_"
+# The first load's progress, kept until its watermark is committed (cycle/snapshot.py).
+SNAPSHOT_STARTED, SNAPSHOT_CURSOR, SNAPSHOT_CURSOR_US, SNAPSHOT_ROWS, SNAPSHOT_TOTAL = (
+    f"{SNAPSHOT_PREFIX}{name}" for name in ("started", "cursor", "cursor_us", "rows", "total")
+)
+SNAPSHOT_FIELDS = (SNAPSHOT_STARTED, SNAPSHOT_CURSOR, SNAPSHOT_CURSOR_US, SNAPSHOT_ROWS, SNAPSHOT_TOTAL)
+
+
+def parse_watermark(value: str | bytes | None) -> int | None:
+    """The state's watermark field as integer microseconds (None: no cycle has committed yet)."""
+    return int(value) if value else None

@@ -11,26 +11,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.epoch import SNAPSHOT_START_US
 from airflow_dbstream.core.errors import DbStreamInputError
-from airflow_dbstream.core.keys import StreamKeys
 from airflow_dbstream.core.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
+from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.core.window import trim_cutoff
-from airflow_dbstream.cycle.pipeline import BatchEmitter, QueryTotals
+from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals
 from airflow_dbstream.cycle.sources import Source
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
 
-STARTED, CURSOR, CURSOR_US, ROWS, TOTAL = (
-    "snapshot_started",
-    "snapshot_cursor",
-    "snapshot_cursor_us",
-    "snapshot_rows",
-    "snapshot_total",
-)
-FIELDS = (STARTED, CURSOR, CURSOR_US, ROWS, TOTAL)
+STARTED, CURSOR, CURSOR_US, ROWS, TOTAL = state_fields.SNAPSHOT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -42,6 +36,19 @@ class SnapshotResult:
     duplicates: int
     deletes: int
     resumed_at_rows: int
+
+    def add(self, chunk: QueryTotals) -> SnapshotResult:
+        """This result with one more chunk's rows counted in."""
+        assert chunk.max_epoch_us is not None
+        top = chunk.max_epoch_us if self.max_epoch_us is None else max(self.max_epoch_us, chunk.max_epoch_us)
+        return replace(
+            self,
+            max_epoch_us=top,
+            rows_read=self.rows_read + chunk.rows_read,
+            emitted=self.emitted + chunk.emitted,
+            duplicates=self.duplicates + chunk.duplicates,
+            deletes=self.deletes + chunk.deletes,
+        )
 
 
 def eta_text(seconds: float | None) -> str:
@@ -61,34 +68,25 @@ def progress(done: int, total: int | None, run_rows: int, run_seconds: float) ->
 
 
 class Snapshot:
-    """Reads the author's SQL in keyset chunks; see keyset.py for how the SQL is wrapped."""
+    """Reads the author's SQL in keyset chunks through the cycle's pipeline; see keyset.py for the SQL."""
 
     def __init__(
         self,
-        *,
+        spec: StreamSpec,
         source: Source,
         redis: RedisStreamHook,
-        keys: StreamKeys,
-        emitter: BatchEmitter,
-        sql: str,
-        parameters: Mapping[str, Any] | None,
-        pkey_columns: Sequence[str],
-        epoch_column: str,
-        chunk_size: int,
-        batch_size: int,
-        lookback_us: int,
+        pipeline: Pipeline,
         log: logging.Logger,
     ) -> None:
+        assert spec.snapshot_chunk_size is not None
+        self.spec = spec
         self.source = source
         self.redis = redis
-        self.keys = keys
-        self.emitter = emitter
-        self.sql = sql
-        self.parameters = dict(parameters or {})
-        self.order_columns = [epoch_column, *pkey_columns]
-        self.chunk_size = chunk_size
-        self.batch_size = batch_size
-        self.lookback_us = lookback_us
+        self.keys = spec.keys
+        self.pipeline = pipeline
+        self.order_columns = [spec.epoch_column, *spec.pkey_columns]
+        self.chunk_size = spec.snapshot_chunk_size
+        self.lookback_us = spec.lookback_us
         self.log = log
 
     def _wrap_error(self, exc: Exception, sql: str) -> DbStreamInputError:
@@ -101,96 +99,93 @@ class Snapshot:
         )
 
     def run(self, state: StreamState, db_now_us: int) -> SnapshotResult:
-        stream = self.keys.stream
         fields = state.fields
         started_us = int(fields[STARTED]) if fields.get(STARTED) else db_now_us
         done = int(fields.get(ROWS) or 0)
-        resumed_at = done
+        result = SnapshotResult(
+            started_us,
+            int(fields[CURSOR_US]) if fields.get(CURSOR_US) else None,
+            0,
+            0,
+            0,
+            0,
+            resumed_at_rows=done,
+        )
         cursor = load_cursor(fields[CURSOR]) if fields.get(CURSOR) else None
-        max_epoch_us = int(fields[CURSOR_US]) if fields.get(CURSOR_US) else None
-        params = {
-            **self.parameters,
-            "window_start": self.source.bind(SNAPSHOT_START_US),
-            "window_end": self.source.bind(started_us, is_end=True),
-        }
+        params = self.source.window_params(self.spec.parameters, SNAPSHOT_START_US, started_us)
         total = int(fields[TOTAL]) if fields.get(TOTAL) else None
         if not fields.get(STARTED):
             total = self._count(params)
             self.redis.save_fields(self.keys, {STARTED: started_us, ROWS: 0, TOTAL: total})
         else:
-            self.log.info("Snapshot of stream %s resumes after %d rows", stream, done)
-        rows_read = emitted = duplicates = deletes = 0
+            self.log.info("Snapshot of stream %s resumes after %d rows", self.keys.stream, done)
         clock = time.monotonic()
-        quote = self.source.identifier_quote
         while True:
-            sql = chunk_sql(
-                self.sql, self.order_columns, after=cursor is not None, limit=self.chunk_size, quote=quote
-            )
-            chunk_params = {**params, **cursor_params(cursor or [])}
-            chunk = QueryTotals()
-            try:
-                self.emitter.emit_query(
-                    self.source, sql, chunk_params, self.batch_size, rows_before=done, totals=chunk
-                )
-            except DbStreamInputError:
-                raise
-            except Exception as exc:
-                if rows_read or chunk.rows_read or not _looks_like_sql_error(exc):
-                    raise
-                raise self._wrap_error(exc, sql) from exc
-            self.source.end_chunk()
+            chunk = self._read_chunk(params, cursor, done, first=result.rows_read == 0)
             if chunk.last_row is None:
                 break
-            in_chunk = chunk.rows_read
-            emitted += chunk.emitted
-            duplicates += chunk.duplicates
-            deletes += chunk.deletes
-            assert chunk.max_epoch_us is not None
-            max_epoch_us = (
-                chunk.max_epoch_us if max_epoch_us is None else max(max_epoch_us, chunk.max_epoch_us)
-            )
-            rows_read += in_chunk
-            done += in_chunk
-            encoder = self.emitter.encoder
-            assert encoder is not None
-            row = chunk.last_row
-            cursor = [row[encoder.columns.index(c)] for c in self.order_columns]
-            assert max_epoch_us is not None
-            try:
-                cursor_text = dump_cursor(cursor)
-            except TypeError as exc:
-                raise DbStreamInputError(f"Stream {stream!r}: {exc}.") from None
-            self.redis.save_fields(self.keys, {CURSOR: cursor_text, CURSOR_US: max_epoch_us, ROWS: done})
-            # Nothing below this can be read again, by the snapshot or by the first normal window
-            # (whose bound the source widens by up to its slack).
-            covered_us = min(max_epoch_us, started_us)
-            slack_us = self.source.bound_slack_us(covered_us - self.lookback_us)
-            self.redis.trim(self.keys, trim_cutoff(covered_us, self.lookback_us + slack_us))
-            rate, left = progress(done, total, rows_read, time.monotonic() - clock)
+            result = result.add(chunk)
+            done += chunk.rows_read
+            cursor = self._record(chunk.last_row, result, done)
+            rate, left = progress(done, total, result.rows_read, time.monotonic() - clock)
             self.log.info(
                 "Snapshot of stream %s: rows_done=%d of ~%s (%s) rate=%.0f rows/s eta=%s",
-                stream,
+                self.keys.stream,
                 done,
                 "?" if total is None else total,
                 "?" if not total else f"{min(100.0, 100.0 * done / total):.1f}%",
                 rate,
                 eta_text(left),
             )
-            if in_chunk < self.chunk_size:
+            if chunk.rows_read < self.chunk_size:
                 break
-        return SnapshotResult(
-            started_us=started_us,
-            max_epoch_us=max_epoch_us,
-            rows_read=rows_read,
-            emitted=emitted,
-            duplicates=duplicates,
-            deletes=deletes,
-            resumed_at_rows=resumed_at,
+        return result
+
+    def _read_chunk(
+        self, params: Mapping[str, Any], cursor: list[Any] | None, done: int, *, first: bool
+    ) -> QueryTotals:
+        """The next chunk after the cursor, through the pipeline; a first SQL failure is explained."""
+        sql = chunk_sql(
+            self.spec.sql,
+            self.order_columns,
+            after=cursor is not None,
+            limit=self.chunk_size,
+            quote=self.source.identifier_quote,
         )
+        chunk = QueryTotals()
+        try:
+            self.pipeline.run(
+                self.source, sql, {**params, **cursor_params(cursor or [])}, rows_before=done, totals=chunk
+            )
+        except DbStreamInputError:
+            raise
+        except Exception as exc:
+            if not first or chunk.rows_read or not _looks_like_sql_error(exc):
+                raise
+            raise self._wrap_error(exc, sql) from exc
+        self.source.end_chunk()
+        return chunk
+
+    def _record(self, last_row: Sequence[Any], result: SnapshotResult, done: int) -> list[Any]:
+        """Keep the progress after a chunk and trim ``seen`` below what can be read again; the new cursor."""
+        encoder = self.pipeline.encoder
+        assert encoder is not None and result.max_epoch_us is not None
+        cursor = [last_row[encoder.columns.index(c)] for c in self.order_columns]
+        try:
+            cursor_text = dump_cursor(cursor)
+        except TypeError as exc:
+            raise DbStreamInputError(f"Stream {self.keys.stream!r}: {exc}.") from None
+        self.redis.save_fields(self.keys, {CURSOR: cursor_text, CURSOR_US: result.max_epoch_us, ROWS: done})
+        # Nothing below this can be read again, by the snapshot or by the first normal window
+        # (whose bound the source widens by up to its slack).
+        covered_us = min(result.max_epoch_us, result.started_us)
+        slack_us = self.source.bound_slack_us(covered_us - self.lookback_us)
+        self.redis.trim(self.keys, trim_cutoff(covered_us, self.lookback_us + slack_us))
+        return cursor
 
     def _count(self, params: Mapping[str, Any]) -> int | None:
         """The row count for the progress estimate; a failure here is the SQL's, reported clearly."""
-        sql = count_sql(self.sql)
+        sql = count_sql(self.spec.sql)
         try:
             for _columns, rows in self.source.batches(sql, params, 1):
                 return int(rows[0][0])
@@ -203,7 +198,7 @@ class Snapshot:
         return None
 
     def finish(self) -> None:
-        self.redis.drop_fields(self.keys, *FIELDS)
+        self.redis.drop_fields(self.keys, *state_fields.SNAPSHOT_FIELDS)
 
 
 def _looks_like_sql_error(exc: Exception) -> bool:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from airflow_dbstream.core.epoch import (
+    UTC_NAMES,
     bound_slack_us,
     datetime_to_us,
     naive_to_text,
@@ -87,6 +88,14 @@ class Source:
         if self.epoch_unit is not None:
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
         return us_to_naive_bound(epoch_us, self.tz, is_end=is_end)
+
+    def window_params(self, parameters: Mapping[str, Any], start_us: int, end_us: int) -> dict[str, Any]:
+        """The author's parameters plus the window's two bounds: the one place a window is bound."""
+        return {
+            **parameters,
+            "window_start": self.bind(start_us),
+            "window_end": self.bind(end_us, is_end=True),
+        }
 
     def bound_slack_us(self, start_us: int) -> int:
         """How far below a window's start the rows its bound returns can be stamped."""
@@ -172,7 +181,7 @@ class MySqlSource(Source):
     def open(self) -> None:
         super().open()
         name = str(self.tz)
-        zone = "+00:00" if name in ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu") else name
+        zone = "+00:00" if name in UTC_NAMES else name
         with closing(self.conn.cursor()) as cursor:
             try:
                 cursor.execute("SET time_zone = %s", (zone,))

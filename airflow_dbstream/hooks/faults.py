@@ -1,4 +1,4 @@
-"""How calls to Redis meet faults: transient ones retried with backoff, permanent ones fail fast.
+"""How calls to Redis meet faults: redis-py's own Retry retries transient ones, this module names the rest.
 
 Retrying is safe only because every call is idempotent: emit skips what ``seen`` already holds
 (even when the lost reply was for a call that did run), commit only moves the watermark forward,
@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis import exceptions as rx
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from airflow_dbstream.core.errors import DbStreamRedisError, LockLostError, RedisPermissionError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# Seconds between attempts once redis-py's own reconnect retries (about 5 s) are exhausted.
-RETRY_DELAYS: Sequence[float] = (1.0, 2.0, 4.0, 8.0)
+# Retries of one call, about 1, 2, 4, 8 and 8 s apart: a Redis restart or a failover is ridden out.
+RETRIES = 5
+BACKOFF = ExponentialBackoff(cap=8.0, base=0.5)
 
 # Connection lost, timeout, server still loading its AOF, cluster resharding or failing over.
 TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.TryAgainError, rx.ReadOnlyError)
@@ -29,41 +31,52 @@ TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.TryAga
 LOCK_LOST = "DBSTREAM_LOCK_LOST"
 
 
-def call(
-    what: str,
-    stream: str,
-    fn: Callable[[], T],
-    delays: Sequence[float] | None = None,
-    source: str | None = None,
-) -> T:
-    """Run one idempotent Redis call for ``stream``, retrying transient faults with backoff.
+class LoggedRetry(Retry):
+    """redis-py's Retry over TRANSIENT errors, saying each retry once; wrong credentials are not retried."""
+
+    def __init__(self, retries: int = RETRIES) -> None:
+        super().__init__(BACKOFF, retries, supported_errors=TRANSIENT)
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):  # type: ignore[override]
+        def retryable(error: Exception) -> bool:
+            return not isinstance(error, rx.AuthenticationError) and (
+                is_retryable is None or is_retryable(error)
+            )
+
+        def failed(error: Exception, failures: int = 0) -> Any:
+            if failures <= self._retries:
+                log.warning(
+                    "Redis call failed (%s: %s); retry %d of %d",
+                    type(error).__name__,
+                    error,
+                    failures,
+                    self._retries,
+                )
+            return fail(error, failures) if with_failure_count else fail(error)
+
+        return super().call_with_retry(do, failed, retryable, with_failure_count=True)
+
+
+def call(what: str, stream: str, fn: Callable[[], T], source: str | None = None) -> T:
+    """Run one Redis call for ``stream`` (the client retries transient faults) and name what failed.
 
     ``source`` is the Lua text run, so that a refusal inside it can name the command.
     """
-    delays = RETRY_DELAYS if delays is None else delays
-    for attempt in range(len(delays) + 1):
-        try:
-            return fn()
-        except rx.AuthenticationError as exc:
-            raise DbStreamRedisError(
-                f"Stream {stream!r}: Redis refused the connection's credentials ({exc}). Check the login "
-                "and password of the redis connection."
-            ) from exc
-        except TRANSIENT as exc:
-            if attempt == len(delays):
-                raise DbStreamRedisError(
-                    f"Stream {stream!r}: Redis did not answer the {what} call after {attempt + 1} attempts "
-                    f"({type(exc).__name__}: {exc}). Nothing was committed; rerun the cycle once Redis is "
-                    "back, it emits only what is missing."
-                ) from exc
-            log.warning(
-                "Stream %s: %s call failed (%s: %s); retry %d of %d in %.1f s",
-                stream, what, type(exc).__name__, exc, attempt + 1, len(delays), delays[attempt],
-            )  # fmt: skip
-            time.sleep(delays[attempt])
-        except rx.ResponseError as exc:
-            raise permanent_error(what, stream, exc, source) from exc
-    raise AssertionError("unreachable")
+    try:
+        return fn()
+    except rx.AuthenticationError as exc:
+        raise DbStreamRedisError(
+            f"Stream {stream!r}: Redis refused the connection's credentials ({exc}). Check the login "
+            "and password of the redis connection."
+        ) from exc
+    except TRANSIENT as exc:
+        raise DbStreamRedisError(
+            f"Stream {stream!r}: Redis did not answer the {what} call, retries included "
+            f"({type(exc).__name__}: {exc}). Nothing was committed; rerun the cycle once Redis is "
+            "back, it emits only what is missing."
+        ) from exc
+    except rx.ResponseError as exc:
+        raise permanent_error(what, stream, exc, source) from exc
 
 
 def permanent_error(what: str, stream: str, exc: rx.ResponseError, source: str | None = None) -> Exception:

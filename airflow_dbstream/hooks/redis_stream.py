@@ -2,55 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.redis.hooks.redis import RedisHook
 from redis import Redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ResponseError
-from redis.retry import Retry
 
+from airflow_dbstream.core import keys as state_fields
+from airflow_dbstream.core.dedup import may_be_new
 from airflow_dbstream.core.encoding import Message
-from airflow_dbstream.core.errors import RedisPermissionError
-from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.core.keys import StreamKeys, parse_watermark
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source
 
+if TYPE_CHECKING:
+    from airflow_dbstream.hooks.lease import Lease
+
 TRIM_CHUNK = 1000
-RENEW_AFTER = 1 / 6  # of the lease: a batch renews it when this much has passed since the last renewal
 
 
 @dataclass(frozen=True)
 class EmitResult:
     emitted: int
     duplicates: int
-
-
-@dataclass(frozen=True)
-class Lease:
-    """This cycle's hold on ``<tag>:lock``: the token the fenced scripts check, the lease length."""
-
-    lock: str
-    token: str
-    lease_ms: int
-
-
-class LockBusy(Exception):
-    """Another cycle holds the stream's lock (``holder`` names it) for ``ms_left`` more ms."""
-
-    def __init__(self, holder: str, ms_left: int) -> None:
-        super().__init__(holder, ms_left)
-        self.holder, self.ms_left = holder, ms_left
 
 
 @dataclass(frozen=True)
@@ -63,11 +40,12 @@ class StreamState:
 
 class RedisStreamHook(RedisHook):
     """
-    Emits batches through an atomic Lua script and keeps a stream's watermark.
+    Runs a stream's Lua scripts and reads and writes its state.
 
     Uses the redis provider's ``redis`` connection type, so TLS, ACL user/password, ``db`` and the
     ``cluster`` extra work as they do for RedisHook. Scripts run by EVALSHA and are reloaded by
-    redis-py's Script on NOSCRIPT (restart, failover, SCRIPT FLUSH).
+    redis-py's Script on NOSCRIPT (restart, failover, SCRIPT FLUSH). A write that only the lock's
+    holder may make takes that holder's ``Lease`` (hooks/lease.py) and runs fenced by its token.
     """
 
     conn_type = "dbstream_redis"  # declared in the provider info; `redis` connections work the same
@@ -76,8 +54,14 @@ class RedisStreamHook(RedisHook):
     def __init__(self, redis_conn_id: str = RedisHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(redis_conn_id=redis_conn_id, **kwargs)
         self._scripts: dict[str, Any] = {}
-        self.lease: Lease | None = None  # set while a cycle holds the stream's lock
-        self._renewed_at = 0.0  # time.monotonic() of the last renewal (or acquisition) of the lease
+
+    def get_conn(self) -> Any:
+        """The provider's client, retrying transient faults with the one policy of hooks/faults.py."""
+        fresh = self.redis is None
+        client = super().get_conn()
+        if fresh and isinstance(client, Redis):  # RedisCluster keeps its own retries over the cluster
+            client.set_retry(faults.LoggedRetry(faults.RETRIES))
+        return client
 
     def _script(self, name: str) -> Any:
         if not self._scripts:
@@ -87,110 +71,21 @@ class RedisStreamHook(RedisHook):
                 self._scripts[f"fenced_{n}"] = client.register_script(fenced_source(n))
         return self._scripts[name]
 
-    def _run(self, name: str, keys: StreamKeys, script_keys: list[str], args: list[Any]) -> Any:
-        """One script call, fenced by the lease when held, retried on transient faults."""
-        if self.lease is not None and name in FENCED_SCRIPTS:
+    def run_script(
+        self, name: str, keys: StreamKeys, script_keys: list[str], args: list[Any], lease: Lease | None = None
+    ) -> Any:
+        """One script call, fenced by ``lease`` when given and the script writes what only its holder may."""
+        if lease is not None and name in FENCED_SCRIPTS:
             script = self._script(f"fenced_{name}")
-            script_keys, args = [*script_keys, self.lease.lock], [*args, self.lease.token]
+            script_keys, args = [*script_keys, lease.lock], [*args, lease.token]
         else:
             script = self._script(name)
         run = lambda: script(keys=script_keys, args=args)  # noqa: E731
         return faults.call(name, keys.stream, run, source=script.script)
 
-    def get_conn(self) -> Any:
-        """The provider's client, with redis-py's reconnect retries kept short: faults.call backs off."""
-        fresh = self.redis is None
-        client = super().get_conn()
-        if fresh and isinstance(client, Redis):
-            client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), 3))
-        return client
-
-    @contextmanager
-    def cycle_lock(self, keys: StreamKeys, lease_ms: int, wait_s: float = 0.0) -> Iterator[Lease]:
-        """
-        Hold ``<tag>:lock`` for one cycle; raises LockBusy when another holder keeps it past wait_s.
-
-        The lease is renewed by a heartbeat every third of the lease, and before a batch when a sixth
-        of it has passed since the last renewal, so only a worker that is dead or frozen as a whole
-        loses it; the fenced scripts then refuse its writes.
-        """
-        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        deadline = time.monotonic() + wait_s
-        waiting = False
-        while True:
-            taken = self._run("lease", keys, [keys.lock], ["acquire", token, lease_ms])
-            if int(taken[0]) == 1:
-                break
-            holder, ms_left = taken[1].decode(), int(taken[2])
-            if time.monotonic() >= deadline:
-                raise LockBusy(holder, ms_left)
-            if not waiting:
-                waiting = True
-                self.log.info(
-                    "Stream %s: another cycle (%s) holds %s for %.1f s more; waiting up to %.1f s",
-                    keys.stream, holder, keys.lock, ms_left / 1000, wait_s,
-                )  # fmt: skip
-            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01), max(ms_left, 10) / 1000))
-        self.lease = Lease(keys.lock, token, lease_ms)
-        self._renewed_at = time.monotonic()
-        stop = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._keep_alive, args=(keys, self.lease, stop), name=f"lease:{keys.stream}", daemon=True
-        )
-        heartbeat.start()
-        try:
-            yield self.lease
-        except BaseException:
-            self._release(keys, stop, heartbeat, token, lease_ms, quiet=True)
-            raise
-        self._release(keys, stop, heartbeat, token, lease_ms, quiet=False)
-
-    def _release(self, keys, stop, heartbeat, token: str, lease_ms: int, *, quiet: bool) -> None:
-        """Stop the heartbeat and free the lock, once, without retries (an unreleased lock expires).
-
-        A permission error is raised when the cycle itself succeeded: it would block the next cycle.
-        """
-        stop.set()
-        heartbeat.join()
-        self.lease = None
-        try:
-            faults.call(
-                "lease", keys.stream,
-                lambda: self._script("lease")(keys=[keys.lock], args=["release", token, lease_ms]),
-                delays=(),
-                source=script_source("lease"),
-            )  # fmt: skip
-        except Exception as exc:
-            if not quiet and isinstance(exc, RedisPermissionError):
-                raise  # the lock would stay and block the next cycles: an ACL to fix, not a fault
-            self.log.warning(
-                "Stream %s: lock %s not released (%s); it expires on its own", keys.stream, keys.lock, exc
-            )
-
-    def _keep_alive(self, keys: StreamKeys, lease: Lease, stop: threading.Event) -> None:
-        """Renew the lease every third of it while the cycle runs (slow queries, slow first batch)."""
-        script = self._script("lease")
-        while not stop.wait(lease.lease_ms / 3000):
-            try:
-                if int(script(keys=[keys.lock], args=["renew", lease.token, lease.lease_ms])) != 1:
-                    return  # lost: the next fenced call fails the cycle with a clear error
-            except Exception as exc:  # Redis unreachable: the cycle's own calls retry and report it
-                self.log.debug("Stream %s: lease renewal failed: %s", keys.stream, exc)
-
-    def renew(self, keys: StreamKeys) -> None:
-        """Extend the lease before a batch, unless renewed in the last sixth of it; fail fast when lost.
-
-        Not a round trip per batch: the fenced scripts refuse a lost lease's writes anyway.
-        """
-        if self.lease is None:
-            return
-        started = time.monotonic()
-        if started - self._renewed_at < self.lease.lease_ms / 1000 * RENEW_AFTER:
-            return
-        ok = self._run("lease", keys, [keys.lock], ["renew", self.lease.token, self.lease.lease_ms])
-        if int(ok) != 1:
-            raise faults.permanent_error("renew", keys.stream, ResponseError(faults.LOCK_LOST))
-        self._renewed_at = started
+    def _call(self, what: str, keys: StreamKeys, fn: Any) -> Any:
+        client = self.redis or self.get_conn()  # get_conn re-reads the connection
+        return faults.call(what, keys.stream, lambda: fn(client))
 
     def emit(
         self,
@@ -199,6 +94,7 @@ class RedisStreamHook(RedisHook):
         maxlen: int | None,
         messages: Sequence[Message],
         *,
+        lease: Lease | None = None,
         track_keys: bool = False,
         script: str = "emit",
         precheck: bool = False,
@@ -211,7 +107,6 @@ class RedisStreamHook(RedisHook):
         """
         if not messages:
             return EmitResult(0, 0)
-        self.renew(keys)  # before the precheck too: a window of duplicates must keep the lease
         skipped = 0
         if precheck:
             fresh = self.unseen(keys, messages)
@@ -221,40 +116,51 @@ class RedisStreamHook(RedisHook):
         args: list[Any] = [variant, maxlen or 0]
         args.extend(chain.from_iterable(messages))  # pkey, epoch, digest, payload per row
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
-        emitted, duplicates = self._run(script, keys, script_keys, args)
+        emitted, duplicates = self.run_script(script, keys, script_keys, args, lease)
         return EmitResult(int(emitted), int(duplicates) + skipped)
 
     def unseen(self, keys: StreamKeys, messages: Sequence[Message]) -> Sequence[Message]:
         """The messages the emit script would append now: only a filter, the script decides atomically.
 
-        Compares as the script does (epochs as doubles); a batch that repeats a pkey is kept whole,
-        since the script compares a repeat with the version just before it.
+        A batch that repeats a pkey is kept whole, since the script compares a repeat with the version
+        just before it.
         """
         pkeys = [m.pkey for m in messages]
         if len(set(pkeys)) != len(pkeys):
             return messages
-        client = self.redis or self.get_conn()  # get_conn re-reads the connection
 
-        def read() -> list[Any]:
+        def read(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)
             pipe.zmscore(keys.seen, pkeys)
             pipe.hmget(keys.digest, pkeys)
             return pipe.execute()
 
-        scores, digests = faults.call("precheck", keys.stream, read)
+        scores, digests = self._call("precheck", keys, read)
         return [
             m
             for m, score, stored in zip(messages, scores, digests, strict=True)
-            if score is None
-            or (epoch := float(m.epoch_us)) > score
-            or (epoch == score and stored != m.digest)
+            if may_be_new(m.epoch_us, m.digest, score, stored)
         ]
 
+    def replay(
+        self,
+        keys: StreamKeys,
+        variant: str,
+        maxlen: int | None,
+        marker: str,
+        rows: Sequence[Any],
+        lease: Lease,
+    ) -> int:
+        """Append (pkey, epoch, op, payload) rows again, marked ``replay=marker``; no dedup, no state."""
+        if not rows:
+            return 0
+        args: list[Any] = [variant, maxlen or 0, marker, *chain.from_iterable(rows)]
+        return int(self.run_script("replay", keys, [keys.stream], args, lease))
+
     def read_state(self, keys: StreamKeys) -> StreamState:
-        raw = faults.call("read_state", keys.stream, lambda: self.get_conn().hgetall(keys.state))
+        raw = self._call("read_state", keys, lambda client: client.hgetall(keys.state))
         fields = {k.decode(): v.decode() for k, v in raw.items()}
-        watermark = fields.get("watermark")
-        return StreamState(int(watermark) if watermark else None, fields)
+        return StreamState(parse_watermark(fields.get(state_fields.WATERMARK)), fields)
 
     def commit(
         self,
@@ -262,49 +168,78 @@ class RedisStreamHook(RedisHook):
         watermark_us: int | None,
         lookback_us: int,
         figures: Mapping[str, Any],
+        lease: Lease | None = None,
     ) -> int | None:
         """Move the watermark forward (never back), record the cycle, then trim ``seen``."""
         args: list[Any] = ["" if watermark_us is None else watermark_us]
         for field, value in figures.items():
             args += (field, "" if value is None else str(value))
-        committed = self._run("commit", keys, [keys.state], args)
-        committed_us = int(committed) if committed else None
+        committed_us = parse_watermark(self.run_script("commit", keys, [keys.state], args, lease))
         if committed_us is not None:
             self.trim(keys, trim_cutoff(committed_us, lookback_us))
         return committed_us
 
     def trim(self, keys: StreamKeys, cutoff_us: int, chunk: int = TRIM_CHUNK) -> int:
         """Remove ``seen`` members scored below cutoff, ``chunk`` per call so Redis never stalls."""
-        removed = 0
+        return self._chunked("trim", keys, [keys.seen, keys.digest], [cutoff_us, chunk], chunk)
+
+    def _chunked(
+        self,
+        name: str,
+        keys: StreamKeys,
+        script_keys: list[str],
+        args: list[Any],
+        chunk: int,
+        lease: Lease | None = None,
+    ) -> int:
+        """Call a script that handles at most ``chunk`` members a call until it handles fewer."""
+        done = 0
         while True:
-            n = int(self._run("trim", keys, [keys.seen, keys.digest], [cutoff_us, chunk]))
-            removed += n
+            n = int(self.run_script(name, keys, script_keys, args, lease))
+            done += n
             if n < chunk:
-                return removed
+                return done
 
     def save_fields(self, keys: StreamKeys, fields: Mapping[str, Any]) -> None:
-        """Record progress (the snapshot's cursor) in ``<tag>:state`` without touching the watermark."""
+        """Record progress (a snapshot's cursor, a replay's figures) in ``<tag>:state``; not the watermark."""
         mapping = {k: str(v) for k, v in fields.items()}
-        faults.call("save_fields", keys.stream, lambda: self.get_conn().hset(keys.state, mapping=mapping))
+        self._call("save_fields", keys, lambda client: client.hset(keys.state, mapping=mapping))
 
     def drop_fields(self, keys: StreamKeys, *names: str) -> None:
-        faults.call("drop_fields", keys.stream, lambda: self.get_conn().hdel(keys.state, *names))
+        self._call("drop_fields", keys, lambda client: client.hdel(keys.state, *names))
+
+    def reset(self, keys: StreamKeys, note: str, lease: Lease) -> None:
+        """Forget the watermark, ``seen`` and digests (never the stream), keeping ``note`` as last_reset."""
+        self.run_script("reset", keys, [keys.seen, keys.digest, keys.state], [note], lease)
+
+    def seen_size(self, keys: StreamKeys) -> int:
+        return int(self._call("seen_size", keys, lambda client: client.zcard(keys.seen)))
 
     def mark_keys(self, keys: StreamKeys, pkeys: Sequence[str], at_us: int) -> None:
         """Reconcile: the tracked keys found in the source are known present at ``at_us``."""
         if pkeys:
             mapping = dict.fromkeys(pkeys, at_us)
-            client = self.get_conn()
-            faults.call("mark_keys", keys.stream, lambda: client.zadd(keys.keys, mapping, xx=True, gt=True))
+            self._call("mark_keys", keys, lambda client: client.zadd(keys.keys, mapping, xx=True, gt=True))
+
+    def count_keys(self, keys: StreamKeys, below_us: int) -> tuple[int, int]:
+        """Reconcile: the tracked keys, and those not known present since ``below_us``."""
+
+        def read(client: Any) -> tuple[int, int]:
+            return int(client.zcard(keys.keys)), int(client.zcount(keys.keys, "-inf", f"({below_us}"))
+
+        return self._call("count_keys", keys, read)
 
     def sweep(
-        self, keys: StreamKeys, variant: str, maxlen: int | None, cutoff_us: int, chunk: int = TRIM_CHUNK
+        self,
+        keys: StreamKeys,
+        variant: str,
+        maxlen: int | None,
+        cutoff_us: int,
+        lease: Lease,
+        chunk: int = TRIM_CHUNK,
     ) -> int:
         """Reconcile: one tombstone per tracked key not known present since the cutoff, in chunks."""
-        swept = 0
         script_keys = [keys.stream, keys.seen, keys.digest, keys.keys]
-        while True:
-            n = int(self._run("sweep", keys, script_keys, [variant, maxlen or 0, cutoff_us, chunk]))
-            swept += n
-            if n < chunk:
-                return swept
+        return self._chunked(
+            "sweep", keys, script_keys, [variant, maxlen or 0, cutoff_us, chunk], chunk, lease
+        )

@@ -7,32 +7,21 @@ them live. Only cheap O(1) Redis calls: HGETALL of a small hash, TIME, ZCARD, XL
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-from airflow_dbstream.core.keys import StreamKeys
+import redis
 
-STATUS_FIELD = "status"
+from airflow_dbstream.core import keys as fields_of
+from airflow_dbstream.core.figures import iso, json_field, lag_seconds
+from airflow_dbstream.core.keys import StreamKeys, parse_watermark
 
 
 def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _json_field(fields: dict[str, str], name: str) -> Any:
-    raw = fields.get(name)
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 def _groups(reply: Any) -> list[dict[str, Any]]:
     """XINFO GROUPS' reply, or the error it gave in a pipeline (no such key: no groups yet)."""
-    import redis
-
     if isinstance(reply, redis.exceptions.NoPermissionError):
         raise reply  # an ACL to fix, not an empty stream
     if isinstance(reply, redis.ResponseError):  # a stream not written yet has no groups
@@ -72,21 +61,20 @@ def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
     fields = {_text(k): _text(v) for k, v in state.items()}
     seconds, micros = client.time()
     now_us = int(seconds) * 1_000_000 + int(micros)
-    watermark = fields.get("watermark")
-    watermark_us = int(watermark) if watermark else None
+    watermark_us = parse_watermark(fields.get(fields_of.WATERMARK))
     return {
         "stream": keys.stream,
-        "watermark": None if watermark_us is None else _iso(watermark_us),
+        "watermark": iso(watermark_us),
         "watermark_us": watermark_us,
-        "lag_seconds": None if watermark_us is None else round((now_us - watermark_us) / 1e6, 3),
+        "lag_seconds": lag_seconds(watermark_us, now_us),
         "seen_size": int(seen_size),
         "stream_length": int(stream_length),
         "groups": _groups(groups),
-        "last_cycle": _json_field(fields, "last_cycle"),
-        "last_replay": _json_field(fields, "last_replay"),
-        "last_reset": _json_field(fields, "last_reset"),
-        "snapshot": {k: v for k, v in fields.items() if k.startswith("snapshot_")} or None,
-        "checked_at": _iso(now_us),
+        "last_cycle": json_field(fields, fields_of.LAST_CYCLE),
+        "last_replay": json_field(fields, fields_of.LAST_REPLAY),
+        "last_reset": json_field(fields, fields_of.LAST_RESET),
+        "snapshot": {k: v for k, v in fields.items() if k.startswith(fields_of.SNAPSHOT_PREFIX)} or None,
+        "checked_at": iso(now_us),
     }
 
 
@@ -94,62 +82,5 @@ def record_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
     """Keep the live figures in ``<tag>:state`` so dashboards read one hash (done after each cycle)."""
     status = stream_status(client, keys)
     kept = {k: status[k] for k in ("lag_seconds", "seen_size", "stream_length", "groups", "checked_at")}
-    client.hset(keys.state, STATUS_FIELD, json.dumps(kept))
+    client.hset(keys.state, fields_of.STATUS, json.dumps(kept))
     return status
-
-
-def _iso(epoch_us: int) -> str:
-    return datetime.fromtimestamp(epoch_us / 1e6, UTC).isoformat(timespec="microseconds")
-
-
-def format_status(status: dict[str, Any]) -> str:
-    """The human form of the status command's output: one figure per line."""
-    lines = [
-        f"stream:         {status['stream']}",
-        f"watermark:      {status['watermark'] or '(none yet: the next cycle is a first cycle)'}",
-        f"lag:            {_seconds(status['lag_seconds'])}",
-        f"seen size:      {status['seen_size']}",
-        f"stream length:  {status['stream_length']}",
-    ]
-    cycle = status.get("last_cycle")
-    if isinstance(cycle, dict):
-        lines.append(
-            "last cycle:     "
-            + " ".join(
-                f"{name}={cycle.get(name)}"
-                for name in (
-                    "rows_read",
-                    "emitted",
-                    "duplicates",
-                    "deletes",
-                    "lag_seconds",
-                    "duration_seconds",
-                )
-                if name in cycle
-            )
-        )
-        lines.append(f"                window=[{cycle.get('window_start')}, {cycle.get('window_end')})")
-        lines.append(f"                finished_at={cycle.get('finished_at')}")
-    else:
-        lines.append("last cycle:     (none recorded)")
-    if status.get("snapshot"):
-        lines.append("snapshot:       " + " ".join(f"{k[9:]}={v}" for k, v in status["snapshot"].items()))
-    for name in ("last_replay", "last_reset"):
-        value = status.get(name)
-        if isinstance(value, dict):
-            label = name.replace("_", " ") + ":"
-            lines.append(f"{label:<16}" + " ".join(f"{k}={v}" for k, v in value.items()))
-    groups = status.get("groups") or []
-    if not groups:
-        lines.append("groups:         (no consumer group)")
-    for group in groups:
-        lag = "unknown" if group["lag"] is None else group["lag"]
-        lines.append(
-            f"group {group['name']}: pending={group['pending']} lag={lag} "
-            f"consumers={group['consumers']} last_delivered_id={group['last_delivered_id']}"
-        )
-    return "\n".join(lines)
-
-
-def _seconds(value: float | None) -> str:
-    return "(unknown)" if value is None else f"{value:.3f} s"

@@ -6,12 +6,12 @@ name = the stream key. Without the openlineage provider installed, nothing is re
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
-
+from airflow_dbstream.core.spec import StreamSpec
+from airflow_dbstream.hooks.sql_source import sql_source_hook
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 
@@ -28,7 +28,7 @@ def redis_namespace(connection: Any) -> str:
     return f"redis://{connection.host or 'localhost'}:{connection.port or 6379}/{db}"
 
 
-def stream_lineage(operator: SqlToRedisStreamOperator) -> Any:
+def stream_lineage(spec: StreamSpec, sql_conn_id: str, redis_conn_id: str, log: logging.Logger) -> Any:
     """An OperatorLineage: the SQL's input tables (with the SQL job facet) and the stream as output."""
     try:
         from airflow.providers.common.compat.openlineage.facet import Dataset
@@ -36,14 +36,12 @@ def stream_lineage(operator: SqlToRedisStreamOperator) -> Any:
         from airflow.providers.openlineage.sqlparser import SQLParser
         from airflow.providers.openlineage.utils.utils import should_use_external_connection
     except ImportError:
-        operator.log.debug("OpenLineage provider not installed: no lineage for %s", operator.task_id)
+        log.debug("OpenLineage provider not installed: no lineage for stream %s", spec.stream)
         return None
     from airflow.sdk import BaseHook
 
-    output = Dataset(
-        namespace=redis_namespace(BaseHook.get_connection(operator.redis_conn_id)), name=operator.stream
-    )
-    hook = operator.get_source_hook()
+    output = Dataset(namespace=redis_namespace(BaseHook.get_connection(redis_conn_id)), name=spec.stream)
+    hook = sql_source_hook(sql_conn_id)
     connection = hook.get_connection(getattr(hook, hook.conn_name_attr))
     try:
         database_info = hook.get_openlineage_database_info(connection)
@@ -54,7 +52,7 @@ def stream_lineage(operator: SqlToRedisStreamOperator) -> Any:
         return OperatorLineage(outputs=[output])
     parser = SQLParser(dialect=dialect, default_schema=hook.get_openlineage_default_schema())
     sql_lineage = parser.generate_openlineage_metadata_from_sql(
-        sql=parseable_sql(operator.sql),
+        sql=parseable_sql(spec.sql),
         hook=hook,
         database_info=database_info,
         sqlalchemy_engine=None,

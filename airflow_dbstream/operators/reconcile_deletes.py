@@ -9,22 +9,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.encoding import RowEncoder
-from airflow_dbstream.core.epoch import load_timezone, us_to_datetime
 from airflow_dbstream.core.errors import DbStreamInputError
-from airflow_dbstream.core.keys import StreamKeys
-from airflow_dbstream.cycle.sources import Source
-from airflow_dbstream.hooks.redis_stream import LockBusy, RedisStreamHook
-from airflow_dbstream.operators.sql_to_redis_stream import (
-    check_stream_arguments,
-    pkey_column_list,
-    sql_source_hook,
-)
+from airflow_dbstream.core.figures import iso
+from airflow_dbstream.core.spec import StreamSpec
+from airflow_dbstream.cycle.runner import CycleRunner
+from airflow_dbstream.hooks.lease import LockBusy
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-SWEEP_LEASE_MS = 30_000  # renewed by the hook's heartbeat while the sweep runs
+SWEEP_LEASE = timedelta(seconds=30)  # renewed by the lease's heartbeat while the sweep runs
 
 
 class ReconcileDeletesOperator(BaseOperator):
@@ -78,85 +75,79 @@ class ReconcileDeletesOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_stream_arguments(lookback, "the stream's", batch_size, pkey_column)
+        self.spec = StreamSpec(
+            stream=stream,
+            sql=sql,
+            pkey_column=pkey_column,
+            lookback=lookback,
+            variant=variant,
+            maxlen=maxlen,
+            batch_size=batch_size,
+            parameters=parameters or {},
+            source_timezone=source_timezone,
+            lock_lease=SWEEP_LEASE,
+            lock_wait=lock_wait,
+            lookback_hint="the stream's",
+        )
+        # Airflow renders these in place before execute(); the spec takes the rendered values then.
+        self.sql, self.stream, self.variant, self.parameters = sql, stream, variant, parameters
         self.sql_conn_id = sql_conn_id
         self.redis_conn_id = redis_conn_id
-        self.sql = sql
-        self.stream = stream
-        self.pkey_column = pkey_column
-        self.lookback = lookback
-        self.variant = variant
-        self.maxlen = maxlen
-        self.batch_size = batch_size
-        self.parameters = parameters
-        self.source_timezone = source_timezone
         self.max_deletes = max_deletes
-        self.lock_wait = lock_wait
-
-    @property
-    def pkey_columns(self) -> list[str]:
-        return pkey_column_list(self.pkey_column)
 
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
-        keys = StreamKeys.for_stream(self.stream)
-        tz = load_timezone(self.source_timezone)
-        redis = RedisStreamHook(self.redis_conn_id)
-        if redis.read_state(keys).fields.get("track_keys") != "1":
+        spec = self.spec.rendered(
+            sql=self.sql, stream=self.stream, variant=self.variant, parameters=self.parameters or {}
+        )
+        keys, redis = spec.keys, RedisStreamHook(self.redis_conn_id)
+        if redis.read_state(keys).fields.get(state_fields.TRACK_KEYS) != "1":
             raise DbStreamInputError(
-                f"Stream {self.stream!r} does not track its keys, so its hard deletes cannot be found: set "
+                f"Stream {spec.stream!r} does not track its keys, so its hard deletes cannot be found: set "
                 "track_keys=True on its SqlToRedisStreamOperator from the stream's first cycle (a stream "
                 "that already carried rows needs a fresh snapshot to know all its keys)."
             )
-        source = Source.for_hook(sql_source_hook(self.sql_conn_id), tz, None)
-        lookback_us = self.lookback // timedelta(microseconds=1)
+        runner = CycleRunner(spec, redis, self.sql_conn_id, self.log)
         scanned = 0
-        source.open()
-        try:
+        with runner.source(windowed=False) as source:
             started_us = source.now_us()
             encoder: RowEncoder | None = None
-            params = dict(self.parameters or {})
-            for columns, rows in source.batches(self.sql, params, self.batch_size):
-                if encoder is None:
-                    # Only the key columns matter; the first one stands in for the epoch column.
-                    pkeys = self.pkey_columns
-                    encoder = RowEncoder(self.stream, columns, pkeys, pkeys[0], tz, None)
-                pkeys_found = [encoder.key(row, scanned + i + 1) for i, row in enumerate(rows)]
-                redis.mark_keys(keys, pkeys_found, started_us)
+            for columns, rows in source.batches(spec.sql, spec.parameters, spec.batch_size):
+                encoder = encoder or RowEncoder(spec, columns)  # only the key columns matter
+                redis.mark_keys(
+                    keys, [encoder.key(row, scanned + i + 1) for i, row in enumerate(rows)], started_us
+                )
                 scanned += len(rows)
-        finally:
-            source.close()
-
-        cutoff_us = started_us - lookback_us
-        client = redis.get_conn()
-        tracked = int(client.zcard(keys.keys))
-        vanished = int(client.zcount(keys.keys, "-inf", f"({cutoff_us}"))
+        cutoff_us = started_us - spec.lookback_us
+        tracked, vanished = redis.count_keys(keys, cutoff_us)
         if self.max_deletes is not None and vanished > self.max_deletes:
             raise DbStreamInputError(
-                f"Stream {self.stream!r}: {vanished} of {tracked} tracked keys are missing from the source "
+                f"Stream {spec.stream!r}: {vanished} of {tracked} tracked keys are missing from the source "
                 f"({scanned} keys scanned), more than max_deletes={self.max_deletes}. Nothing was sent; "
                 "check the key SQL, or raise max_deletes if the rows really are gone."
             )
         try:
-            with redis.cycle_lock(keys, SWEEP_LEASE_MS, self.lock_wait.total_seconds()):
-                deleted = redis.sweep(keys, self.variant, self.maxlen, cutoff_us, min(self.batch_size, 1000))
+            with runner.hold(spec.lock_wait) as held:
+                deleted = redis.sweep(
+                    keys, spec.variant, spec.maxlen, cutoff_us, held, min(spec.batch_size, 1000)
+                )
         except LockBusy as busy:
             raise RuntimeError(
-                f"Stream {self.stream!r}: a cycle ({busy.holder}) held {keys.lock} for longer than "
-                f"lock_wait={self.lock_wait}; no tombstone was sent, a retry finds the same deletes."
+                f"Stream {spec.stream!r}: a cycle ({busy.holder}) held {keys.lock} for longer than "
+                f"lock_wait={spec.lock_wait}; no tombstone was sent, a retry finds the same deletes."
             ) from None
         figures = {
-            "stream": self.stream,
+            "stream": spec.stream,
             "keys_scanned": scanned,
             "keys_tracked": tracked - deleted,
             "deleted": deleted,
-            "cutoff": us_to_datetime(cutoff_us).isoformat(),
+            "cutoff": iso(cutoff_us),
             "duration_seconds": round(time.monotonic() - started, 3),
         }
         self.log.info(
             "Reconcile of stream %s: keys_scanned=%d deleted=%d keys_tracked=%d cutoff=%s "
             "duration_seconds=%s",
-            self.stream,
+            spec.stream,
             scanned,
             deleted,
             figures["keys_tracked"],

@@ -1,0 +1,15 @@
+"""The dedup rule, as the worker's precheck applies it; lua/lib.lua holds the same rule for the scripts.
+
+A version is new when its pkey is not in ``seen``, its epoch is newer than the score there, or its
+epoch equals the score but its digest differs. The scripts decide atomically; the precheck only
+spares sending what they would drop, so it compares as they do (epochs as doubles, like Lua's).
+"""
+
+from __future__ import annotations
+
+
+def may_be_new(epoch_us: int, digest: bytes, score: float | None, stored_digest: bytes | None) -> bool:
+    if score is None:
+        return True
+    epoch = float(epoch_us)
+    return epoch > score or (epoch == score and stored_digest != digest)

@@ -1,0 +1,96 @@
+"""What a cycle, a replay or the status command reports: figures as data, and their one-line texts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow_dbstream.core.epoch import us_to_datetime
+
+CYCLE_COUNTS = ("rows_read", "emitted", "duplicates", "deletes")
+
+
+def iso(epoch_us: int | None) -> str | None:
+    """An epoch as ISO 8601 UTC text, exactly (no float on the way)."""
+    return None if epoch_us is None else us_to_datetime(epoch_us).isoformat()
+
+
+def lag_seconds(watermark_us: int | None, now_us: int) -> float | None:
+    if watermark_us is None:
+        return None
+    return round((now_us - watermark_us) / 1_000_000, 3)
+
+
+def json_field(fields: dict[str, str], name: str) -> Any:
+    """A JSON figure kept in ``<tag>:state`` (last_cycle, ...), or the raw text if it is not JSON."""
+    raw = fields.get(name)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def cycle_line(figures: dict[str, Any], *, snapshot: bool) -> str:
+    """The one INFO line of a cycle: its counts, window, watermark, lag and duration."""
+    return (
+        f"Cycle of stream {figures['stream']}: rows_read={figures['rows_read']} emitted={figures['emitted']} "
+        f"duplicates={figures['duplicates']} window=[{figures['window_start']}, {figures['window_end']}) "
+        f"watermark={figures['watermark']} lag_seconds={figures['lag_seconds']} "
+        f"duration_seconds={figures['duration_seconds']}" + (" (snapshot)" if snapshot else "")
+    )
+
+
+def replay_line(figures: dict[str, Any]) -> str:
+    return (
+        f"Replay of stream {figures['stream']}: rows_read={figures['rows_read']} "
+        f"replayed={figures['replayed']} range=[{figures['replay_from']}, {figures['replay_to']}) "
+        f"replay={figures['replay']} duration_seconds={figures['duration_seconds']}"
+    )
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The human form of the status command's output: one figure per line."""
+    lines = [
+        f"stream:         {status['stream']}",
+        f"watermark:      {status['watermark'] or '(none yet: the next cycle is a first cycle)'}",
+        f"lag:            {_seconds(status['lag_seconds'])}",
+        f"seen size:      {status['seen_size']}",
+        f"stream length:  {status['stream_length']}",
+    ]
+    cycle = status.get("last_cycle")
+    if isinstance(cycle, dict):
+        lines.append(
+            "last cycle:     "
+            + " ".join(
+                f"{name}={cycle.get(name)}"
+                for name in (*CYCLE_COUNTS, "lag_seconds", "duration_seconds")
+                if name in cycle
+            )
+        )
+        lines.append(f"                window=[{cycle.get('window_start')}, {cycle.get('window_end')})")
+        lines.append(f"                finished_at={cycle.get('finished_at')}")
+    else:
+        lines.append("last cycle:     (none recorded)")
+    if status.get("snapshot"):
+        lines.append("snapshot:       " + " ".join(f"{k[9:]}={v}" for k, v in status["snapshot"].items()))
+    for name in ("last_replay", "last_reset"):
+        value = status.get(name)
+        if isinstance(value, dict):
+            label = name.replace("_", " ") + ":"
+            lines.append(f"{label:<16}" + " ".join(f"{k}={v}" for k, v in value.items()))
+    groups = status.get("groups") or []
+    if not groups:
+        lines.append("groups:         (no consumer group)")
+    for group in groups:
+        lag = "unknown" if group["lag"] is None else group["lag"]
+        lines.append(
+            f"group {group['name']}: pending={group['pending']} lag={lag} "
+            f"consumers={group['consumers']} last_delivered_id={group['last_delivered_id']}"
+        )
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "(unknown)" if value is None else f"{value:.3f} s"

@@ -1,0 +1,104 @@
+"""StreamSpec: a stream's validated arguments, built once and passed to every part of a cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+from functools import cached_property
+from typing import Any
+
+from airflow_dbstream.core.epoch import check_unit, datetime_to_us, load_timezone
+from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.keys import StreamKeys
+
+RESERVED_PARAMETERS = ("window_start", "window_end")
+ONE_US = timedelta(microseconds=1)
+
+
+def pkey_column_list(pkey_column: str | Sequence[str]) -> tuple[str, ...]:
+    """One key column or several, checked: a non-empty name each."""
+    pkeys = (pkey_column,) if isinstance(pkey_column, str) else tuple(pkey_column)
+    if not pkeys or not all(isinstance(c, str) and c for c in pkeys):
+        raise DbStreamInputError(f"pkey_column must be a column name or a list of them, got {pkey_column!r}.")
+    return pkeys
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a stream is: where its rows come from, how they are keyed and stamped, where they go.
+
+    Checked when built (at DAG parse time), again when the operator's templated fields are rendered
+    (``rendered``). The stream's key is checked when its keys are first needed: it may be templated.
+    """
+
+    stream: str
+    sql: str
+    pkey_column: str | Sequence[str]
+    lookback: timedelta
+    variant: str
+    epoch_column: str | None = None  # None only for a key scan (the reconcile), which reads no epoch
+    start_from: datetime | None = None
+    maxlen: int | None = None
+    batch_size: int = 1000
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    source_timezone: str = "UTC"
+    epoch_unit: str | None = None
+    snapshot_chunk_size: int | None = 50_000
+    deleted_column: str | None = None
+    track_keys: bool = False
+    lock_lease: timedelta = timedelta(seconds=30)
+    lock_wait: timedelta = timedelta(0)
+    lookback_hint: str = field(default="longest transaction + writers' clock skew", compare=False)
+    pkey_columns: tuple[str, ...] = field(init=False)
+    tz: tzinfo = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lookback, timedelta) or self.lookback <= timedelta(0):
+            raise DbStreamInputError(
+                f"lookback must be a positive timedelta ({self.lookback_hint}), got {self.lookback!r}."
+            )
+        if self.batch_size < 1:
+            raise DbStreamInputError(f"batch_size must be at least 1, got {self.batch_size!r}.")
+        object.__setattr__(self, "pkey_columns", pkey_column_list(self.pkey_column))
+        if self.maxlen is not None and self.maxlen < 1:
+            raise DbStreamInputError(f"maxlen must be None or a positive length, got {self.maxlen!r}.")
+        clash = [p for p in RESERVED_PARAMETERS if p in (self.parameters or {})]
+        if clash:
+            raise DbStreamInputError(f"parameters must not set {clash}: the operator binds them each cycle.")
+        object.__setattr__(self, "parameters", dict(self.parameters or {}))
+        check_unit(self.epoch_unit)
+        if self.snapshot_chunk_size is not None and self.snapshot_chunk_size < 1:
+            raise DbStreamInputError(
+                f"snapshot_chunk_size must be None or at least 1, got {self.snapshot_chunk_size!r}."
+            )
+        if self.lock_lease < timedelta(milliseconds=100) or self.lock_wait < timedelta(0):
+            raise DbStreamInputError(
+                f"lock_lease must be at least 100 ms and lock_wait not negative, got {self.lock_lease!r}, "
+                f"{self.lock_wait!r}."
+            )
+        object.__setattr__(self, "tz", load_timezone(self.source_timezone))
+
+    def rendered(self, **changes: Any) -> StreamSpec:
+        """The same spec with fields Airflow rendered (templates) or a run asked for, checked again."""
+        return replace(self, **changes)
+
+    @cached_property
+    def keys(self) -> StreamKeys:
+        return StreamKeys.for_stream(self.stream)
+
+    @property
+    def lookback_us(self) -> int:
+        return self.lookback // ONE_US
+
+    @property
+    def lease_ms(self) -> int:
+        return self.lock_lease // timedelta(milliseconds=1)
+
+    @property
+    def start_from_us(self) -> int | None:
+        return None if self.start_from is None else datetime_to_us(self.start_from, self.tz)
+
+    @property
+    def chunked_first_load(self) -> bool:
+        return self.snapshot_chunk_size is not None

@@ -1,0 +1,133 @@
+"""The cycle runner: lock, state, the window (or the first load) through the pipeline, commit, figures.
+
+A cycle, in the order its data flows:
+
+1. ``hooks/lease.py`` takes the stream's lock; every write below is fenced by its token.
+2. ``hooks/redis_stream.py`` reads the committed watermark from ``<tag>:state``.
+3. ``core/window.py`` plans the window from it, the lookback and the source's clock (``cycle/sources.py``).
+4. ``cycle/pipeline.py`` reads the SQL with the window bound, encodes each batch (``core/encoding.py``)
+   and sends it through emit.lua (or, for a first load, ``cycle/snapshot.py`` does so chunk by chunk).
+5. ``hooks/redis_stream.py`` commits the next watermark (``core/window.py``) and trims ``seen``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_dbstream.core import keys as state_fields
+from airflow_dbstream.core.figures import cycle_line, iso, lag_seconds
+from airflow_dbstream.core.spec import StreamSpec
+from airflow_dbstream.core.window import Window, next_watermark, plan_window
+from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals
+from airflow_dbstream.cycle.snapshot import Snapshot, SnapshotResult
+from airflow_dbstream.cycle.sources import Source
+from airflow_dbstream.hooks import faults, lease
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
+from airflow_dbstream.hooks.sql_source import sql_source_hook
+from airflow_dbstream.hooks.status import record_status
+
+OPERATION_LOCK_WAIT = timedelta(minutes=1)  # a replay or reset waits this long for a running cycle
+
+
+class CycleRunner:
+    """Runs the cycles, replays and resets of one stream, each under the stream's lock."""
+
+    def __init__(
+        self, spec: StreamSpec, redis: RedisStreamHook, sql_conn_id: str, log: logging.Logger
+    ) -> None:
+        self.spec = spec
+        self.redis = redis
+        self.sql_conn_id = sql_conn_id
+        self.log = log
+
+    def hold(self, wait: timedelta) -> Any:
+        """The stream's lock for one run: every write of the run is fenced by it."""
+        return lease.hold(self.redis, self.spec.keys, self.spec.lease_ms, wait.total_seconds())
+
+    @contextmanager
+    def source(self, *, windowed: bool = True) -> Iterator[Source]:
+        """An open connection to the stream's source, closed (its read transaction ended) after.
+
+        ``windowed``: the SQL reads a window, so it must bind window_start (a key scan need not)."""
+        source = Source.for_hook(sql_source_hook(self.sql_conn_id), self.spec.tz, self.spec.epoch_unit)
+        if windowed:
+            source.check_sql(self.spec.sql, self.spec.stream)
+        source.open()
+        try:
+            yield source
+        finally:
+            source.close()
+
+    def cycle(self) -> dict[str, Any]:
+        """One cycle (raises lease.LockBusy when another holds the stream past lock_wait), then its status."""
+        figures = self._cycle()
+        client = self.redis.get_conn()
+        faults.call("status", self.spec.stream, lambda: record_status(client, self.spec.keys))
+        return figures
+
+    def _cycle(self) -> dict[str, Any]:
+        started = time.monotonic()
+        spec, keys = self.spec, self.spec.keys
+        with self.hold(spec.lock_wait) as held, self.source() as source:
+            state = self.redis.read_state(keys)
+            pipeline = Pipeline(spec, self.redis, held)
+            db_now_us = source.now_us()
+            window = plan_window(state.watermark_us, spec.lookback_us, spec.start_from_us, db_now_us)
+            snapshot: Snapshot | None = None
+            if window.snapshot and spec.chunked_first_load:
+                snapshot = Snapshot(spec, source, self.redis, pipeline, self.log)
+                done: QueryTotals | SnapshotResult = snapshot.run(state, db_now_us)
+                db_now_us = done.started_us  # the first normal window re-reads all changed since
+                window = plan_window(None, spec.lookback_us, None, db_now_us)
+            else:
+                params = source.window_params(spec.parameters, window.start_us, window.end_us)
+                done = pipeline.run(source, spec.sql, params)
+            source.close()  # the read is over: no transaction of ours stays open while Redis commits
+            figures = self._commit(held, state, window, done, db_now_us, source.bound_slack_us, started)
+            if snapshot is not None and figures["watermark"] is not None:
+                snapshot.finish()  # the watermark now covers the table: a later snapshot starts afresh
+        self.log.info(cycle_line(figures, snapshot=window.snapshot))
+        return figures
+
+    def _commit(
+        self,
+        held: lease.Lease,
+        state: StreamState,
+        window: Window,
+        done: QueryTotals | SnapshotResult,
+        db_now_us: int,
+        slack_us: Any,
+        started: float,
+    ) -> dict[str, Any]:
+        """Commit the next watermark with the cycle's figures, trim ``seen``; the figures as committed."""
+        spec = self.spec
+        watermark_us = next_watermark(state.watermark_us, done.max_epoch_us, db_now_us)
+        figures: dict[str, Any] = {
+            "stream": spec.stream,
+            "rows_read": done.rows_read,
+            "emitted": done.emitted,
+            "duplicates": done.duplicates,
+            "deletes": done.deletes,
+            "window_start": iso(window.start_us),
+            "window_end": iso(window.end_us),
+            "watermark": iso(watermark_us),
+            "lag_seconds": lag_seconds(watermark_us, db_now_us),
+            "duration_seconds": round(time.monotonic() - started, 3),
+        }
+        # Keep in `seen` every row the next window's (widened) bound can return again.
+        slack = 0 if watermark_us is None else slack_us(watermark_us - spec.lookback_us)
+        recorded = {
+            state_fields.LAST_CYCLE: json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()}),
+            **({state_fields.TRACK_KEYS: "1"} if spec.track_keys else {}),
+        }
+        committed_us = self.redis.commit(spec.keys, watermark_us, spec.lookback_us + slack, recorded, held)
+        if committed_us != watermark_us:  # another cycle committed further meanwhile
+            figures["watermark"] = iso(committed_us)
+            figures["lag_seconds"] = lag_seconds(committed_us, db_now_us)
+        return figures
