@@ -211,8 +211,11 @@ class Bench:
 
     def encoder(self, columns: list[str]) -> Any:
         from airflow_dbstream.core.encoding import RowEncoder
+        from airflow_dbstream.core.spec import StreamSpec
 
-        return RowEncoder("bench", columns, ["id"], "updated_at", UTC, None)
+        spec = StreamSpec(stream="bench", sql="", pkey_column="id", epoch_column="updated_at",
+                          lookback=timedelta(minutes=15), variant="bench.v1")  # fmt: skip
+        return RowEncoder(spec, columns)
 
     # ---------------------------------------------------------------------------------------- paths
 

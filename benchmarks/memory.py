@@ -135,7 +135,7 @@ def _child(kind: str, sql: str, stream: str, batch_size: int, maxlen: int, buffe
     import gc
     from datetime import UTC, datetime, timedelta
 
-    from airflow_dbstream import sources
+    from airflow_dbstream.cycle import sources
     from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
 
     if buffered:

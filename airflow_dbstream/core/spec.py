@@ -24,6 +24,16 @@ def pkey_column_list(pkey_column: str | Sequence[str]) -> tuple[str, ...]:
     return pkeys
 
 
+def duration(name: str, value: timedelta | float, *, positive: bool) -> timedelta:
+    """A duration argument as a timedelta (numbers are seconds), checked."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    if not isinstance(value, timedelta) or value < timedelta(0) or (positive and not value):
+        kind = "a positive" if positive else "a non-negative"
+        raise DbStreamInputError(f"{name} must be {kind} timedelta (or seconds), got {value!r}.")
+    return value
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """What a stream is: where its rows come from, how they are keyed and stamped, where they go.

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_dbstream.core import keys as state_fields
@@ -24,8 +24,10 @@ from airflow_dbstream.core.epoch import datetime_to_us
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.figures import iso, replay_line
 from airflow_dbstream.cycle.pipeline import Pipeline
-from airflow_dbstream.cycle.runner import OPERATION_LOCK_WAIT, CycleRunner
+from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.lease import Lease, LockBusy
+
+OPERATION_LOCK_WAIT = timedelta(minutes=1)  # a replay or reset waits this long for a running cycle
 
 
 @contextmanager

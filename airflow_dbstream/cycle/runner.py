@@ -32,7 +32,7 @@ from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
 from airflow_dbstream.hooks.sql_source import sql_source_hook
 from airflow_dbstream.hooks.status import record_status
 
-OPERATION_LOCK_WAIT = timedelta(minutes=1)  # a replay or reset waits this long for a running cycle
+LOOP_TOTALS = ("rows_read", "emitted", "duplicates")  # summed over the cycles of one cycles_for run
 
 
 class CycleRunner:
@@ -70,6 +70,42 @@ class CycleRunner:
         client = self.redis.get_conn()
         faults.call("status", self.spec.stream, lambda: record_status(client, self.spec.keys))
         return figures
+
+    def cycles_for(self, run_for: timedelta, poll_interval: timedelta) -> dict[str, Any]:
+        """Cycles back to back for ``run_for``, starting ``poll_interval`` apart (a @continuous DAG's run).
+
+        Raises lease.LockBusy only when another cycle held the stream throughout."""
+        deadline = time.monotonic() + run_for.total_seconds()
+        period = poll_interval.total_seconds()
+        totals = dict.fromkeys(LOOP_TOTALS, 0)
+        cycles = 0
+        figures: dict[str, Any] | None = None
+        while True:
+            started = time.monotonic()
+            try:
+                figures = self.cycle()
+            except lease.LockBusy as busy:  # another cycle holds the stream: try again next period
+                if figures is None and started + period >= deadline:
+                    raise
+                self.log.info(
+                    "Stream %s: another cycle (%s) holds the stream; trying again in %.1f s",
+                    self.spec.stream,
+                    busy.holder,
+                    period,
+                )
+            else:
+                cycles += 1
+                for name in totals:
+                    totals[name] += figures[name]
+            # Cycles start poll_interval apart (back to back when one takes longer), so a commit
+            # waits at most about poll_interval plus one cycle before it is in the stream.
+            next_start = max(time.monotonic(), started + period)
+            if next_start >= deadline:
+                break
+            time.sleep(max(0.0, next_start - time.monotonic()))
+        if figures is None:
+            raise lease.LockBusy("another cycle, throughout run_for", 0)
+        return {**figures, "cycles": cycles, **{f"{name}_total": n for name, n in totals.items()}}
 
     def _cycle(self) -> dict[str, Any]:
         started = time.monotonic()

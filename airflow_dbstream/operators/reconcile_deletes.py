@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
-
-from airflow.sdk import BaseOperator
+from typing import TYPE_CHECKING, Any
 
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.encoding import RowEncoder
@@ -17,6 +15,7 @@ from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.lease import LockBusy
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.operators.base import StreamOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 SWEEP_LEASE = timedelta(seconds=30)  # renewed by the lease's heartbeat while the sweep runs
 
 
-class ReconcileDeletesOperator(BaseOperator):
+class ReconcileDeletesOperator(StreamOperator):
     """
     Compare the source's current keys with the live keys the stream carries; tombstone the vanished.
 
@@ -51,9 +50,6 @@ class ReconcileDeletesOperator(BaseOperator):
         row before its deletion emits it after its tombstone); how long to wait for a running cycle.
     """
 
-    template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
-    template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
     ui_color = "#e4e2fd"
 
     def __init__(
@@ -74,8 +70,7 @@ class ReconcileDeletesOperator(BaseOperator):
         lock_wait: timedelta = timedelta(minutes=2),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.spec = StreamSpec(
+        spec = StreamSpec(
             stream=stream,
             sql=sql,
             pkey_column=pkey_column,
@@ -89,35 +84,20 @@ class ReconcileDeletesOperator(BaseOperator):
             lock_wait=lock_wait,
             lookback_hint="the stream's",
         )
-        # Airflow renders these in place before execute(); the spec takes the rendered values then.
-        self.sql, self.stream, self.variant, self.parameters = sql, stream, variant, parameters
-        self.sql_conn_id = sql_conn_id
-        self.redis_conn_id = redis_conn_id
+        super().__init__(spec=spec, sql_conn_id=sql_conn_id, redis_conn_id=redis_conn_id, **kwargs)
         self.max_deletes = max_deletes
 
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
-        spec = self.spec.rendered(
-            sql=self.sql, stream=self.stream, variant=self.variant, parameters=self.parameters or {}
-        )
-        keys, redis = spec.keys, RedisStreamHook(self.redis_conn_id)
+        runner = self.runner()
+        spec, keys, redis = runner.spec, runner.spec.keys, runner.redis
         if redis.read_state(keys).fields.get(state_fields.TRACK_KEYS) != "1":
             raise DbStreamInputError(
                 f"Stream {spec.stream!r} does not track its keys, so its hard deletes cannot be found: set "
                 "track_keys=True on its SqlToRedisStreamOperator from the stream's first cycle (a stream "
                 "that already carried rows needs a fresh snapshot to know all its keys)."
             )
-        runner = CycleRunner(spec, redis, self.sql_conn_id, self.log)
-        scanned = 0
-        with runner.source(windowed=False) as source:
-            started_us = source.now_us()
-            encoder: RowEncoder | None = None
-            for columns, rows in source.batches(spec.sql, spec.parameters, spec.batch_size):
-                encoder = encoder or RowEncoder(spec, columns)  # only the key columns matter
-                redis.mark_keys(
-                    keys, [encoder.key(row, scanned + i + 1) for i, row in enumerate(rows)], started_us
-                )
-                scanned += len(rows)
+        scanned, started_us = self._mark_present(runner)
         cutoff_us = started_us - spec.lookback_us
         tracked, vanished = redis.count_keys(keys, cutoff_us)
         if self.max_deletes is not None and vanished > self.max_deletes:
@@ -155,3 +135,17 @@ class ReconcileDeletesOperator(BaseOperator):
             figures["duration_seconds"],
         )
         return figures
+
+    def _mark_present(self, runner: CycleRunner) -> tuple[int, int]:
+        """Scan the source's keys, marking each tracked one present; (keys scanned, the scan's start)."""
+        spec, keys = runner.spec, runner.spec.keys
+        scanned = 0
+        with runner.source(windowed=False) as source:
+            started_us = source.now_us()
+            encoder: RowEncoder | None = None
+            for columns, rows in source.batches(spec.sql, spec.parameters, spec.batch_size):
+                encoder = encoder or RowEncoder(spec, columns)  # only the key columns matter
+                found = [encoder.key(row, scanned + i + 1) for i, row in enumerate(rows)]
+                runner.redis.mark_keys(keys, found, started_us)
+                scanned += len(rows)
+        return scanned, started_us

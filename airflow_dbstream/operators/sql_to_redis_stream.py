@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.params import RunRequest
-from airflow_dbstream.core.spec import StreamSpec
+from airflow_dbstream.core.spec import StreamSpec, duration
 from airflow_dbstream.cycle import replay
-from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.lease import LockBusy
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.operators.base import StreamOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-LOOP_TOTALS = ("rows_read", "emitted", "duplicates")
-
-
-def _duration(name: str, value: timedelta | float, *, positive: bool) -> timedelta:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = timedelta(seconds=value)
-    if not isinstance(value, timedelta) or value < timedelta(0) or (positive and not value):
-        kind = "a positive" if positive else "a non-negative"
-        raise DbStreamInputError(f"{name} must be {kind} timedelta (or seconds), got {value!r}.")
-    return value
 
 
 def _run_marker(context: Context) -> str:
@@ -39,7 +25,7 @@ def _run_marker(context: Context) -> str:
     return str(run_id) if run_id else datetime.now(UTC).strftime("manual__%Y-%m-%dT%H:%M:%S")
 
 
-class SqlToRedisStreamOperator(BaseOperator):
+class SqlToRedisStreamOperator(StreamOperator):
     """
     Run one cycle: read the window of recently modified rows and append new versions to a stream.
 
@@ -79,9 +65,6 @@ class SqlToRedisStreamOperator(BaseOperator):
     :param lock_wait: how long to wait for another cycle of the same stream before skipping.
     """
 
-    template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
-    template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
     ui_color = "#fde2e4"
 
     def __init__(
@@ -110,8 +93,7 @@ class SqlToRedisStreamOperator(BaseOperator):
         lock_wait: timedelta = timedelta(0),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.spec = StreamSpec(
+        spec = StreamSpec(
             stream=stream,
             sql=sql,
             pkey_column=pkey_column,
@@ -130,22 +112,9 @@ class SqlToRedisStreamOperator(BaseOperator):
             lock_lease=lock_lease,
             lock_wait=lock_wait,
         )
-        # Airflow renders these in place before execute(); the spec takes the rendered values then.
-        self.sql, self.stream, self.variant, self.parameters = sql, stream, variant, parameters
-        self.sql_conn_id = sql_conn_id
-        self.redis_conn_id = redis_conn_id
-        self.run_for = None if run_for is None else _duration("run_for", run_for, positive=True)
-        self.poll_interval = _duration("poll_interval", poll_interval, positive=False)
-
-    def rendered_spec(self, **changes: Any) -> StreamSpec:
-        """The spec with the fields Airflow rendered (and what this run asked for), checked again."""
-        return self.spec.rendered(
-            sql=self.sql,
-            stream=self.stream,
-            variant=self.variant,
-            parameters=self.parameters or {},
-            **changes,
-        )
+        super().__init__(spec=spec, sql_conn_id=sql_conn_id, redis_conn_id=redis_conn_id, **kwargs)
+        self.run_for = None if run_for is None else duration("run_for", run_for, positive=True)
+        self.poll_interval = duration("poll_interval", poll_interval, positive=False)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the tables the SQL reads (common-sql + OpenLineage's SQL parser); output: the stream."""
@@ -155,22 +124,16 @@ class SqlToRedisStreamOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = RunRequest.from_params(context.get("params"), self.stream)
-        changes = {} if request.start_from is None else {"start_from": request.start_from}
-        runner = CycleRunner(
-            self.rendered_spec(**changes), RedisStreamHook(self.redis_conn_id), self.sql_conn_id, self.log
-        )
+        runner = self.runner(**({} if request.start_from is None else {"start_from": request.start_from}))
         if request.action == "replay":
             assert request.replay_from is not None
             return replay.replay(runner, request.replay_from, request.replay_to, _run_marker(context))
         if request.action == "reset":
             replay.reset(runner, _run_marker(context))
-        if self.run_for is None:
-            return self._cycle(runner)
-        return self._run_cycles(runner)
-
-    def _cycle(self, runner: CycleRunner) -> dict[str, Any]:
         try:
-            return runner.cycle()
+            if self.run_for is None:
+                return runner.cycle()
+            return runner.cycles_for(self.run_for, self.poll_interval)
         except LockBusy as busy:
             keys = runner.spec.keys
             self.log.info(
@@ -182,32 +145,3 @@ class SqlToRedisStreamOperator(BaseOperator):
                 busy.ms_left / 1000,
             )
             raise AirflowSkipException(f"Stream {keys.stream!r}: another cycle is running") from None
-
-    def _run_cycles(self, runner: CycleRunner) -> dict[str, Any]:
-        """Cycles back to back for run_for, starting poll_interval apart (a @continuous DAG's run)."""
-        assert self.run_for is not None
-        deadline = time.monotonic() + self.run_for.total_seconds()
-        period = self.poll_interval.total_seconds()
-        totals = dict.fromkeys(LOOP_TOTALS, 0)
-        cycles = 0
-        figures: dict[str, Any] | None = None
-        while True:
-            started = time.monotonic()
-            try:
-                figures = self._cycle(runner)
-            except AirflowSkipException:  # another cycle holds the stream: try again next period
-                if figures is None and started + period >= deadline:
-                    raise
-            else:
-                cycles += 1
-                for name in totals:
-                    totals[name] += figures[name]
-            # Cycles start poll_interval apart (back to back when one takes longer), so a commit
-            # waits at most about poll_interval plus one cycle before it is in the stream.
-            next_start = max(time.monotonic(), started + period)
-            if next_start >= deadline:
-                break
-            time.sleep(max(0.0, next_start - time.monotonic()))
-        if figures is None:
-            raise AirflowSkipException(f"Stream {self.stream!r}: another cycle held the stream throughout")
-        return {**figures, "cycles": cycles, **{f"{name}_total": n for name, n in totals.items()}}

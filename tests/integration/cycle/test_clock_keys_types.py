@@ -31,7 +31,7 @@ def stamp(kind: str, at: datetime):
 
 def test_worker_clock_two_hours_ahead_loses_and_duplicates_nothing(source, stream, redis_client, monkeypatch):
     """window_end and the watermark's cap come from the database; the worker's clock is patched ahead."""
-    from airflow_dbstream.operators import sql_to_redis_stream
+    from airflow_dbstream.cycle import runner
 
     ahead = timedelta(hours=2)
     real_time, real_time_ns = time.time, time.time_ns
@@ -43,7 +43,7 @@ def test_worker_clock_two_hours_ahead_loses_and_duplicates_nothing(source, strea
         def now(cls, tz=None):
             return datetime.now(tz) + ahead
 
-    monkeypatch.setattr(sql_to_redis_stream, "datetime", WorkerDatetime)
+    monkeypatch.setattr(runner, "datetime", WorkerDatetime)
     lookback = timedelta(minutes=15)
 
     source.insert([(i, f"c{i}", source.now() - timedelta(minutes=1)) for i in range(1, 21)])

@@ -98,12 +98,12 @@ def test_replay_of_a_soft_deleted_row_is_a_marked_tombstone(pg_table, stream, re
 
 
 def test_reset_waits_for_the_lock_of_a_running_cycle(pg_table, stream, redis_client, monkeypatch):
-    import airflow_dbstream.operators.sql_to_redis_stream as module
+    import airflow_dbstream.cycle.replay as module
 
     pg_table.insert([(1, "x", pg_table.now())])
     run_cycle(pg_table, stream)
     redis_client.set("{" + stream + "}:lock", "another-worker:1", px=60_000)  # a cycle elsewhere
-    monkeypatch.setattr(module, "RESET_LOCK_WAIT", timedelta(seconds=0.3))
+    monkeypatch.setattr(module, "OPERATION_LOCK_WAIT", timedelta(seconds=0.3))
     with pytest.raises(DbStreamInputError, match="was not reset: another cycle"):
         _run(pg_table, stream, "r", action="reset", confirm_reset=stream)
     assert watermark(redis_client, stream) is not None  # untouched

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from airflow_dbstream.core.errors import DbStreamInputError
-from airflow_dbstream.cycle.pipeline import BatchEmitter
+from airflow_dbstream.cycle.pipeline import Pipeline
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import read_stream, run_cycle, watermark
@@ -119,7 +119,7 @@ def test_snapshot_killed_halfway_resumes_and_every_row_arrives_once(source, stre
 def test_snapshot_reads_rows_changed_ahead_of_its_cursor_once(source, stream, redis_client, monkeypatch):
     """The author's SQL without window_end: the snapshot itself meets the new version, once."""
     _fill(source, 1000, source.now() - timedelta(days=1))
-    real_emit, real_prepare = RedisStreamHook.emit, BatchEmitter.prepare
+    real_emit, real_prepare = RedisStreamHook.emit, Pipeline.prepare
     prepared, emits = [], []
 
     def change(self, *args, **kwargs):  # on the cycle's thread, where its source connection lives
@@ -135,11 +135,11 @@ def test_snapshot_reads_rows_changed_ahead_of_its_cursor_once(source, stream, re
             raise ConnectionError("worker lost mid-snapshot")
         return real_emit(self, *args, **kwargs)
 
-    monkeypatch.setattr(BatchEmitter, "prepare", change)
+    monkeypatch.setattr(Pipeline, "prepare", change)
     monkeypatch.setattr(RedisStreamHook, "emit", die)
     with pytest.raises(ConnectionError):
         run_cycle(source, stream, snapshot_chunk_size=200, batch_size=100)
-    monkeypatch.setattr(BatchEmitter, "prepare", real_prepare)
+    monkeypatch.setattr(Pipeline, "prepare", real_prepare)
     monkeypatch.setattr(RedisStreamHook, "emit", real_emit)
     assert watermark(redis_client, stream) is None
     run_cycle(source, stream, snapshot_chunk_size=200, batch_size=100)

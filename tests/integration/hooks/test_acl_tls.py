@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_dbstream.core.acl import CYCLE_COMMANDS, acl_rules
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys
-from airflow_dbstream.hooks import redis_stream
+from airflow_dbstream.hooks import lease
 from tests.integration.conftest import PostgresTable, run_cycle, set_connection
 from tests.integration.hooks.scenarios import SCENARIOS, Target, run_all
 from tests.integration.redis_servers import TlsFiles
@@ -67,7 +67,7 @@ def _every_command_path(table, server, stream: str) -> None:
 
 @pytest.mark.parametrize("missing", CYCLE_COMMANDS)  # multi/exec: only a reset uses them
 def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, missing, monkeypatch):
-    monkeypatch.setattr(redis_stream, "RENEW_AFTER", 0)
+    monkeypatch.setattr(lease, "RENEW_AFTER", 0)
     stream = f"acl:{uuid.uuid4().hex[:8]}"
     _user(acl_server, *acl_rules("acl:*"), f"-{missing}")
     with pytest.raises(DbStreamRedisError) as failure:
@@ -81,7 +81,7 @@ def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, 
 
 
 def test_the_exercise_passes_with_every_permission(acl_server, pg_table, monkeypatch):
-    monkeypatch.setattr(redis_stream, "RENEW_AFTER", 0)
+    monkeypatch.setattr(lease, "RENEW_AFTER", 0)
     _user(acl_server, *acl_rules("acl:*"))
     _every_command_path(pg_table, acl_server, f"acl:{uuid.uuid4().hex[:8]}")
 

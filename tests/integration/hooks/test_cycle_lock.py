@@ -13,7 +13,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.errors import LockLostError
 from airflow_dbstream.core.keys import StreamKeys
-from airflow_dbstream.hooks.redis_stream import Lease, RedisStreamHook
+from airflow_dbstream.hooks import lease as lease_module
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.integration.conftest import read_stream, run_cycle, watermark
 from tests.integration.hooks.scenarios import assert_exactly_once, versions
 
@@ -104,7 +105,8 @@ def test_holder_overrunning_its_lease_cannot_write(pg_table, stream, redis_clien
     real = RedisStreamHook.emit
 
     def emit(self, *args, **kwargs):  # runs on the cycle's sending thread: A's is known by its lease
-        overrunner = self.lease is not None and self.lease.lease_ms == 300
+        lease = kwargs.get("lease")
+        overrunner = lease is not None and lease.lease_ms == 300
         if overrunner and emit.calls == 1:
             paused.set()
             resume.wait(20)
@@ -114,7 +116,7 @@ def test_holder_overrunning_its_lease_cannot_write(pg_table, stream, redis_clien
     emit.calls = 0
     monkeypatch.setattr(RedisStreamHook, "emit", emit)
     # A whole process frozen (SIGSTOP, VM pause, long GC): its lease heartbeat stalls with it.
-    monkeypatch.setattr(RedisStreamHook, "_keep_alive", lambda self, keys, lease, stop: None)
+    monkeypatch.setattr(lease_module.Lease, "keep_alive", lambda self, stop: None)
     sql = pg_table.sql + " ORDER BY id"
     a, out = _in_thread(
         lambda: run_cycle(pg_table, stream, sql=sql, lock_lease=timedelta(milliseconds=300)), "overrunner"
@@ -140,18 +142,17 @@ def test_holder_overrunning_its_lease_cannot_write(pg_table, stream, redis_clien
 def test_fenced_scripts_refuse_a_foreign_token(stream, redis_client, redis_connection, monkeypatch):
     hook = RedisStreamHook(redis_connection)
     keys = StreamKeys.for_stream(stream)
-    with hook.cycle_lock(keys, lease_ms=5000) as lease:
+    with lease_module.hold(hook, keys, lease_ms=5000) as lease:
         assert redis_client.get(keys.lock).decode() == lease.token
-        hook.lease = Lease(keys.lock, "not-the-holder", 5000)
+        foreign = lease_module.Lease(hook, keys, "not-the-holder", 5000)
         with pytest.raises(LockLostError):
-            hook.commit(keys, 123, 1, {"last_cycle": "{}"})
-        renew = RedisStreamHook.renew
-        monkeypatch.setattr(RedisStreamHook, "renew", lambda self, keys: None)  # reach the script's own check
-        with pytest.raises(LockLostError):
-            hook.emit(keys, "v", None, [Message("1", 5, b"d" * 16, b"{}")])
-        monkeypatch.setattr(RedisStreamHook, "renew", renew)
+            hook.commit(keys, 123, 1, {"last_cycle": "{}"}, foreign)
+        with pytest.raises(LockLostError):  # the script's own check (the emit does not renew first)
+            hook.emit(keys, "v", None, [Message("1", 5, b"d" * 16, b"{}")], lease=foreign)
+        with pytest.raises(LockLostError):  # and a renewal before a batch fails fast
+            foreign.renewed_at = 0.0
+            foreign.renew_if_due()
         assert redis_client.exists(keys.stream, keys.seen, keys.state) == 0
-        hook.lease = lease
-        assert hook.commit(keys, 123, 1, {"last_cycle": "{}"}) == 123
+        assert hook.commit(keys, 123, 1, {"last_cycle": "{}"}, lease) == 123
     assert redis_client.exists(keys.lock) == 0
     assert read_stream(redis_client, stream) == []

@@ -75,13 +75,13 @@ def test_precheck_sends_no_payload_of_an_unchanged_batch(stream, redis_client, m
     hook.emit(keys, "v1", None, batch)
     changed = [*batch[:49], _message(49, 1, 1)]  # same epoch, another payload
     calls = []
-    run = hook._run
+    run = hook.run_script
 
-    def counting_run(name, keys, script_keys, args):
+    def counting_run(name, keys, script_keys, args, lease=None):
         calls.append(args)
-        return run(name, keys, script_keys, args)
+        return run(name, keys, script_keys, args, lease)
 
-    monkeypatch.setattr(hook, "_run", counting_run)
+    monkeypatch.setattr(hook, "run_script", counting_run)
     assert hook.emit(keys, "v1", None, batch, precheck=True) == EmitResult(0, 50)
     assert calls == []
     assert hook.emit(keys, "v1", None, changed, precheck=True) == EmitResult(1, 49)

@@ -67,7 +67,7 @@ def test_redis_down_longer_than_the_retries_fails_then_rerun_emits_the_rest(pg_t
     stream = "faults:outage"
     expected = _seed(pg_table, 300)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(faults, "RETRY_DELAYS", ())
+        mp.setattr(faults, "RETRIES", 0)
         after_each_emit(mp, lambda batch: aof_redis.kill() if batch == 1 else None)
         with pytest.raises(DbStreamRedisError, match="did not answer"):
             run_cycle(

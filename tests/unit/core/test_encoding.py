@@ -8,10 +8,19 @@ import pytest
 
 from airflow_dbstream.core.encoding import RowEncoder, iso_duration
 from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.spec import StreamSpec
+
+
+def spec(pkey=("id",), tz=UTC) -> StreamSpec:
+    made = StreamSpec(stream="customers", sql="", pkey_column=list(pkey), epoch_column="updated_at",
+                      lookback=timedelta(minutes=1), variant="v1")  # fmt: skip
+    # Any tzinfo, fixed offsets too: the driver's aware values carry them, and naive values are read in it.
+    object.__setattr__(made, "tz", tz)
+    return made
 
 
 def encoder(columns=("id", "name", "updated_at"), pkey=("id",), tz=UTC):
-    return RowEncoder("customers", list(columns), list(pkey), "updated_at", tz, None)
+    return RowEncoder(spec(pkey, tz), list(columns))
 
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -71,7 +80,7 @@ def test_pkeys_single_composite_and_big():
 
 def test_missing_columns_list_what_the_query_returned():
     with pytest.raises(DbStreamInputError, match=r"no column 'updated_at'.*returned \['id', 'name'\]"):
-        RowEncoder("customers", ["id", "name"], ["id"], "updated_at", UTC, None)
+        RowEncoder(spec(), ["id", "name"])
 
 
 def test_null_key_and_unencodable_value_name_column_and_row():

@@ -10,8 +10,16 @@ from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.scripts import script_source
 
 
+def _through_policy(fn, retries: int = 3):
+    """Run ``fn`` as the hook's client does: redis-py's Retry of hooks/faults.py, then faults.call."""
+    policy = faults.LoggedRetry(retries)
+    return lambda: policy.call_with_retry(fn, lambda error: None)
+
+
 def test_transient_errors_are_retried_then_reported(monkeypatch):
-    monkeypatch.setattr(faults.time, "sleep", lambda s: None)
+    import redis.retry
+
+    monkeypatch.setattr(redis.retry, "sleep", lambda s: None)
     calls = []
 
     def flaky():
@@ -20,14 +28,29 @@ def test_transient_errors_are_retried_then_reported(monkeypatch):
             raise rx.ConnectionError("reset by peer")
         return "ok"
 
-    assert faults.call("emit", "s", flaky, delays=(0.1, 0.2, 0.4)) == "ok"
+    assert faults.call("emit", "s", _through_policy(flaky)) == "ok"
     assert len(calls) == 3
 
     def down():
+        calls.append(1)
         raise rx.BusyLoadingError("LOADING")
 
-    with pytest.raises(DbStreamRedisError, match="did not answer the commit call after 3 attempts"):
-        faults.call("commit", "s", down, delays=(0.1, 0.2))
+    calls.clear()
+    with pytest.raises(DbStreamRedisError, match="did not answer the commit call, retries included"):
+        faults.call("commit", "s", _through_policy(down, retries=2))
+    assert len(calls) == 3  # the first attempt and two retries
+
+
+def test_wrong_credentials_are_not_retried(monkeypatch):
+    calls = []
+
+    def refused():
+        calls.append(1)
+        raise rx.AuthenticationError("invalid username-password pair")
+
+    with pytest.raises(DbStreamRedisError, match="refused the connection's credentials"):
+        faults.call("emit", "s", _through_policy(refused))
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -48,7 +71,7 @@ def test_permanent_errors_fail_fast_and_say_what_to_do(error, kind, words):
         raise error
 
     with pytest.raises(kind) as failure:
-        faults.call("emit", "orders", refused, delays=(0.1,))
+        faults.call("emit", "orders", _through_policy(refused))
     assert len(calls) == 1
     assert "'orders'" in str(failure.value)
     for word in words:

@@ -1,0 +1,43 @@
+"""What every operator on a stream shares: its StreamSpec, the templated fields, the cycle runner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_dbstream.core.spec import StreamSpec
+from airflow_dbstream.cycle.runner import CycleRunner
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+
+
+class StreamOperator(BaseOperator):
+    """An operator on one stream: the spec is checked at parse time and again once Airflow renders it."""
+
+    template_fields: Sequence[str] = ("sql", "stream", "variant", "parameters")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
+
+    def __init__(self, *, spec: StreamSpec, sql_conn_id: str, redis_conn_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        # Airflow renders these in place before execute(); the spec takes the rendered values then.
+        self.sql, self.stream, self.variant, self.parameters = (
+            spec.sql,
+            spec.stream,
+            spec.variant,
+            spec.parameters,
+        )
+        self.sql_conn_id = sql_conn_id
+        self.redis_conn_id = redis_conn_id
+
+    def rendered_spec(self, **changes: Any) -> StreamSpec:
+        """The spec with the fields Airflow rendered (and what this run asked for), checked again."""
+        rendered = {"sql": self.sql, "stream": self.stream, "variant": self.variant}
+        return self.spec.rendered(**rendered, parameters=self.parameters or {}, **changes)
+
+    def runner(self, **changes: Any) -> CycleRunner:
+        """This run's cycle runner: the rendered spec, one Redis hook (one pool, scripts loaded once)."""
+        redis = RedisStreamHook(self.redis_conn_id)
+        return CycleRunner(self.rendered_spec(**changes), redis, self.sql_conn_id, self.log)
