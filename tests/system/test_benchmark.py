@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import operator
+import statistics
 import subprocess
 import sys
 
@@ -16,6 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PATHS = ("seed_path", "changed", "duplicates", "first_load", "redis_ceiling_changed",
          "redis_ceiling_duplicates", "sql_ceiling", "encode_only")  # fmt: skip
+COMPARE = {">=": operator.ge, "<=": operator.le}
 
 
 def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
@@ -28,16 +32,41 @@ def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
     result = json.loads((tmp_path / "smoke.json").read_text())
     at = result["sizes"]["10000"]
     for path in PATHS:
-        assert at[path]["rows_per_s"] > 0 and at[path]["rounds"] == 2, path
-    assert at["seed_path"]["rows"] == 2000 and at["changed"]["rows"] == 10000
-    assert at["changed"]["peak_rss_growth_mb"] >= 0
+        figure = at[path]
+        assert figure["rounds"] == 2, path
+        assert figure["rows"] == (2000 if path == "seed_path" else 10000), path
+        # a finite rate that is the rows over the seconds reported beside it (seconds rounded to 0.1 ms)
+        assert figure["seconds"] > 0 and math.isfinite(figure["rows_per_s"]), (path, figure)
+        assert figure["rows_per_s"] == pytest.approx(figure["rows"] / figure["seconds"], rel=0.05), path
+    # peak RSS of the operator's paths: measured, and far below the 150 MB target for 10,000 rows
+    for path in ("changed", "duplicates", "first_load"):
+        assert 0 <= at[path]["peak_rss_growth_mb"] < 150, (path, at[path])
     assert 100 <= result["payload_bytes"] <= 300
-    assert result["idle_cycle"]["median_ms"] > 0
-    assert len(result["small_cycles"]["durations_ms"]) == 10
-    assert result["small_cycles"]["seen_size_at_start"] > 0
-    assert {t["target"] for t in result["targets"]} >= {"changed rows/s", "idle cycle ms"}
+    idle = result["idle_cycle"]
+    assert idle["cycles"] == 5 and 0 < idle["min_ms"] <= idle["median_ms"], idle
+    small = result["small_cycles"]
+    assert small["cycles"] == len(small["durations_ms"]) == 10
+    assert small["median_ms"] == pytest.approx(statistics.median(small["durations_ms"]), abs=0.01)
+    # every measured cycle changed rows (some ids drawn twice), and nothing more was sent
+    assert 0 < small["emitted"] <= small["cycles"] * small["changes_per_cycle"], small
+    assert small["seen_size_at_start"] > 0
+    # the targets are this run's figures, judged against their bounds
+    targets = {t["target"]: t for t in result["targets"]}
+    assert set(targets) >= {"changed rows/s", "idle cycle ms"}
+    assert targets["changed rows/s"]["value"] == pytest.approx(at["changed"]["rows_per_s"], abs=0.001)
+    assert targets["idle cycle ms"]["value"] == pytest.approx(idle["median_ms"], abs=0.001)
+    for target in result["targets"]:
+        op, bound = target["bound"].split()
+        assert target["met"] == COMPARE[op](target["value"], float(bound)), target
     assert set(result["ratios"]) == {"changed_over_seed", "duplicates_over_seed", "changed_over_min_ceiling",
                                      "duplicates_over_min_ceiling"}  # fmt: skip
+    seed = at["seed_path"]["rows_per_s"]
+    assert result["ratios"]["changed_over_seed"] == pytest.approx(
+        at["changed"]["rows_per_s"] / seed, abs=0.01
+    )
+    assert result["ratios"]["duplicates_over_seed"] == pytest.approx(
+        at["duplicates"]["rows_per_s"] / seed, abs=0.01
+    )
     assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "targets" in done.stdout and "rows/s" in done.stdout
 
