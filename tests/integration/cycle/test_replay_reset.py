@@ -59,10 +59,11 @@ def test_reset_needs_confirmation_then_forgets_state_and_reemits_from_start_from
     pg_table.insert([(i, "x", now - timedelta(minutes=60 - i)) for i in range(1, 11)])
     run_cycle(pg_table, stream)
     assert len(read_stream(redis_client, stream)) == 10
+    before = watermark(redis_client, stream)
 
     with pytest.raises(DbStreamInputError, match="confirm_reset"):
         _run(pg_table, stream, "r0", action="reset", confirm_reset="not-the-stream")
-    assert watermark(redis_client, stream) is not None
+    assert before is not None and watermark(redis_client, stream) == before
 
     start_from = (now - timedelta(minutes=60 - 8)).isoformat()  # rows 8, 9, 10
     figures = _run(pg_table, stream, "r1", action="reset", confirm_reset=stream, start_from=start_from)
@@ -102,10 +103,11 @@ def test_reset_waits_for_the_lock_of_a_running_cycle(pg_table, stream, redis_cli
 
     pg_table.insert([(1, "x", pg_table.now())])
     run_cycle(pg_table, stream)
+    before = watermark(redis_client, stream)
     redis_client.set("{" + stream + "}:lock", "another-worker:1", px=60_000)  # a cycle elsewhere
     monkeypatch.setattr(module, "OPERATION_LOCK_WAIT", timedelta(seconds=0.3))
     with pytest.raises(DbStreamInputError, match="was not reset: another cycle"):
         _run(pg_table, stream, "r", action="reset", confirm_reset=stream)
-    assert watermark(redis_client, stream) is not None  # untouched
+    assert before is not None and watermark(redis_client, stream) == before  # untouched
     redis_client.delete("{" + stream + "}:lock")
     assert _run(pg_table, stream, "r", action="reset", confirm_reset=stream)["emitted"] == 1
