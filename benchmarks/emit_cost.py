@@ -4,6 +4,10 @@ its commands, on the same batches; Redis's own per-call time (INFO commandstats)
 Run: ``.venv/bin/python benchmarks/emit_cost.py`` (a minute), or ``--rounds 1 --batches 2`` for a
 smoke run. Each variant appends ``--batches`` batches of 1,000 new rows (~200-byte payloads) to a
 fresh stream, so `seen` and `digest` grow as in a cycle; the keys are removed after each variant.
+The variants take turns within each round, so a drift of the machine's speed hits them alike.
+
+``--against REV`` adds emit.lua as it was at the git revision REV (with that revision's lua/lib.lua
+before it, when it has one) and prints its cost beside today's, round by round.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import subprocess
 import sys
 import uuid
 from itertools import chain
@@ -32,9 +37,9 @@ READS = """  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
 
 
 def variants() -> dict[str, str]:
-    source = script_source("emit")
-    # The per-row XADD: from its `if maxlen > 0 then` to the matching `end`, read from emit.lua itself.
-    xadd = re.search(r"^    if maxlen > 0 then\n.*?^    end\n", source, re.MULTILINE | re.DOTALL)
+    source = script_source("emit")  # as sent to Redis: lib.lua's functions, then emit.lua
+    # The per-row XADD: emit.lua's call of lib.lua's xadd(), read from the script itself.
+    xadd = re.search(r"^    xadd\(stream, maxlen, .*\)\n", source, re.MULTILINE)
     cut = {
         "without the digest HSET": ("  redis.call('HSET', digests, unpack(sets, first, last))\n", ""),
         "without the ZADD to seen": ("  redis.call('ZADD', seen, unpack(adds, first, last))\n", ""),
@@ -49,6 +54,21 @@ def variants() -> dict[str, str]:
     return found
 
 
+def at_revision(rev: str) -> str:
+    """emit.lua at the git revision ``rev``, behind that revision's lua/lib.lua when it has one."""
+
+    def show(path: str) -> str | None:
+        done = subprocess.run(
+            ["git", "-C", str(HERE.parent), "show", f"{rev}:{path}"], capture_output=True, text=True
+        )
+        return done.stdout if done.returncode == 0 else None
+
+    emit = show("lua/emit.lua")
+    if emit is None:
+        raise SystemExit(f"no lua/emit.lua at git revision {rev!r}")
+    return (show("lua/lib.lua") or "") + emit
+
+
 def _evalsha_usec(client) -> int:
     """Redis's total time in EVALSHA so far (a difference of two readings: other clients' calls would
     count too, so run it against a quiet Redis)."""
@@ -61,16 +81,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--port", type=int, default=6379)
     parser.add_argument("--rounds", type=int, default=8, help="times each variant is measured (median)")
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 rows per measurement")
+    parser.add_argument(
+        "--against", metavar="REV", help="also measure emit.lua as it was at this git revision"
+    )
     args = parser.parse_args(argv)
 
     import redis
 
     client = redis.Redis(host=args.host, port=args.port)
-    shas = {name: client.script_load(text) for name, text in variants().items()}
+    texts = variants()
+    then = f"emit.lua at {args.against}" if args.against else None
+    if then:  # measured next to emit.lua, each first in every other round
+        texts = {"emit.lua": texts.pop("emit.lua"), then: at_revision(args.against), **texts}
+    shas = {name: client.script_load(text) for name, text in texts.items()}
     spent: dict[str, list[float]] = {name: [] for name in shas}
     rows = 1000
-    for _ in range(args.rounds):
-        for name, sha in shas.items():
+    for round_ in range(args.rounds):
+        order = list(shas.items())
+        if then and round_ % 2:
+            order[0], order[1] = order[1], order[0]
+        for name, sha in order:
             tag = "{emit-cost:" + uuid.uuid4().hex[:8] + "}"
             usec = 0
             try:
@@ -89,8 +119,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     whole = result["emit.lua"]
     print(f"Redis CPU per new row (median of {args.rounds}, {args.batches} batches of {rows} rows each):")
     for name, value in result.items():
-        share = "" if name == "emit.lua" else f"   (that part: ~{whole - value:.1f} us)"
+        share = "" if name in ("emit.lua", then) else f"   (that part: ~{whole - value:.1f} us)"
         print(f"  {name:34} {value:6.2f} us{share}")
+    if then:
+        ratios = sorted(new / old for new, old in zip(spent["emit.lua"], spent[then], strict=True))
+        print(
+            f"  emit.lua / {then}, round by round: median {statistics.median(ratios):.3f} "
+            f"(from {ratios[0]:.3f} to {ratios[-1]:.3f})"
+        )
     return result
 
 

@@ -1,6 +1,6 @@
 -- delete.lua: append an op=delete tombstone for each row the source marks deleted (soft delete),
--- exactly once, with the same dedup as emit.lua: the tombstone goes out when the pkey is new to
--- `seen`, its epoch is newer than the score there, or the same epoch carries another digest.
+-- exactly once, with the same dedup as emit.lua (lib.lua's is_new); the stored digest is read only
+-- when the epochs are equal.
 -- The key leaves `keys`, so a later reconcile never sends a second tombstone for it.
 -- KEYS[1] stream   KEYS[2] seen (zset pkey -> epoch)   KEYS[3] digest (hash pkey -> digest)
 -- KEYS[4] optional: keys (zset of the live keys the stream carries)
@@ -14,19 +14,8 @@ local emitted, duplicates = 0, 0
 
 for i = 3, #ARGV, 4 do
   local pkey, epoch, digest, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local last = redis.call('ZSCORE', seen, pkey)
-  local fresh = not last
-  if not fresh then
-    local e, l = tonumber(epoch), tonumber(last)
-    fresh = e > l or (e == l and redis.call('HGET', digests, pkey) ~= digest)
-  end
-  if fresh then
-    local fields = {'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete'}
-    if maxlen > 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-    else
-      redis.call('XADD', stream, '*', unpack(fields))
-    end
+  if is_new(epoch, digest, redis.call('ZSCORE', seen, pkey), nil, digests, pkey) then
+    xadd(stream, maxlen, 'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete')
     redis.call('ZADD', seen, epoch, pkey)
     redis.call('HSET', digests, pkey, digest)
     if keyset then redis.call('ZREM', keyset, pkey) end

@@ -1,7 +1,6 @@
 -- emit.lua: append each new or changed row version to the stream, exactly once.
--- A version is emitted when its pkey is new to `seen`, its epoch is newer than the score there,
--- or its epoch equals the score but its payload digest differs. XADD, ZADD and HSET run in this
--- one atomic call, so the stream and the dedup state never disagree.
+-- A version is emitted when it is new to `seen` and `digest` (lib.lua's is_new). XADD, ZADD and
+-- HSET run in this one atomic call, so the stream and the dedup state never disagree.
 -- KEYS[1] stream   KEYS[2] seen (zset pkey -> epoch)   KEYS[3] digest (hash pkey -> digest)
 -- KEYS[4] optional: keys (zset pkey -> epoch, the live keys the stream carries, for reconcile)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
@@ -40,19 +39,8 @@ for r = 1, rows do
   if j then
     last, last_digest = ARGV[j + 1], ARGV[j + 2]
   end
-  local fresh = not last
-  if not fresh then
-    local e, l = tonumber(epoch), tonumber(last)
-    fresh = e > l or (e == l and last_digest ~= digest)
-  end
-  if fresh then
-    if maxlen > 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-        'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
-    else
-      redis.call('XADD', stream, '*',
-        'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
-    end
+  if is_new(epoch, digest, last, last_digest) then
+    xadd(stream, maxlen, 'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
     earlier[pkey] = i
     n = n + 2
     adds[n - 1], adds[n], sets[n - 1], sets[n] = epoch, pkey, pkey, digest

@@ -10,22 +10,15 @@
 -- Returns the number of tombstones; the caller calls again while it equals ARGV[4].
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant, maxlen, cutoff = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local gone = redis.call('ZRANGE', keyset, '-inf', '(' .. cutoff, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[4]),
-  'WITHSCORES')
+local gone = below(keyset, cutoff, ARGV[4], 'WITHSCORES')
 local pkeys = {}
 for i = 1, #gone, 2 do
   local pkey, epoch = gone[i], string.format('%.0f', tonumber(gone[i + 1]))
-  local fields = {'payload', 'null', 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete'}
-  if maxlen > 0 then
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  else
-    redis.call('XADD', stream, '*', unpack(fields))
-  end
+  xadd(stream, maxlen, 'payload', 'null', 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete')
   pkeys[#pkeys + 1] = pkey
 end
 if #pkeys > 0 then
   redis.call('ZREM', keyset, unpack(pkeys))
-  redis.call('ZREM', seen, unpack(pkeys))
-  redis.call('HDEL', digests, unpack(pkeys))
 end
+forget(seen, digests, pkeys)
 return #pkeys

@@ -4,9 +4,6 @@
 -- ARGV[2] at most this many members in this call (keeps each call short)
 -- Returns the number of members removed; the caller calls again while it equals ARGV[2].
 local seen, digests = KEYS[1], KEYS[2]
-local members = redis.call('ZRANGE', seen, '-inf', '(' .. ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
-if #members > 0 then
-  redis.call('ZREM', seen, unpack(members))
-  redis.call('HDEL', digests, unpack(members))
-end
+local members = below(seen, ARGV[1], ARGV[2])
+forget(seen, digests, members)
 return #members
