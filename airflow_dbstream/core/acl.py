@@ -5,7 +5,7 @@ from __future__ import annotations
 # Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT; the state read at cycle start; the
 # precheck of a mostly unchanged window (ZMSCORE seen, HMGET digest).
 CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall", "zmscore", "hmget")
-# Called inside the Lua scripts (ACL applies to them too): lease, fence, emit, delete, commit, trim,
+# Called inside the Lua scripts (ACL applies to them too): lease, fence, lib, emit, delete, commit, trim,
 # sweep. The snapshot's progress (HSET/HDEL on <tag>:state) needs no more.
 SCRIPT_COMMANDS = (
     "set", "get", "pttl", "pexpire", "del",
@@ -14,9 +14,14 @@ SCRIPT_COMMANDS = (
 )  # fmt: skip
 # Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.hooks.status).
 STATUS_COMMANDS = ("time", "zcard", "xlen", "xinfo|groups", "hset")
-# Called by a run that resets or replays the stream (Trigger form): a MULTI/EXEC of DEL and HSET,
-# pipelined XADDs.
-RESET_REPLAY_COMMANDS = ("multi", "exec", "hget", "zcard", "del", "hset", "xadd")
+# Called by a run that resets or replays the stream (Trigger form), under the stream's lock (lease.lua:
+# SET GET PTTL PEXPIRE DEL): a reset reads the state (HGETALL) and ZCARD seen, then runs reset.lua (DEL,
+# HSET); a replay runs replay.lua (XADD) per batch, then records HSET last_replay. Both scripts run by
+# EVALSHA, fenced (GET).
+RESET_REPLAY_COMMANDS = (
+    "evalsha", "script|load", "set", "get", "pttl", "pexpire", "del",
+    "hgetall", "zcard", "hset", "xadd",
+)  # fmt: skip
 # Called by delete.lua when a query marks rows deleted (soft deletes): its per-row dedup.
 DELETE_COMMANDS = ("zscore", "hget")
 # Called by ReconcileDeletesOperator (hard deletes): it counts and marks <tag>:keys, then runs sweep.lua.
