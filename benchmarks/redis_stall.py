@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from airflow_dbstream.core.encoding import Message  # noqa: E402
 from airflow_dbstream.core.keys import StreamKeys  # noqa: E402
+from airflow_dbstream.hooks import lease  # noqa: E402
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook  # noqa: E402
 from airflow_dbstream.hooks.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source  # noqa: E402
 
@@ -67,7 +68,7 @@ def measure(redis_conn_id: str, client, members: int, batches: int = 20, batch_s
     client.config_set("slowlog-max-len", 100_000)
     client.slowlog_reset()
     payload = json.dumps({"id": 0, "name": "x" * 120, "balance": "12.50"}).encode()
-    with hook.cycle_lock(keys, lease_ms=60_000):
+    with lease.hold(hook, keys, lease_ms=60_000) as held:
         for b in range(batches):
             # half the batch already in `seen` (duplicates), half new
             messages = [
@@ -75,9 +76,9 @@ def measure(redis_conn_id: str, client, members: int, batches: int = 20, batch_s
                         now_us + b * batch_size + i, b"e" * 16, payload)
                 for i in range(batch_size)
             ]  # fmt: skip
-            hook.emit(keys, "bench.v1", None, messages)
+            hook.emit(keys, "bench.v1", None, messages, lease=held)
         # the watermark moves past everything seen: trim removes all N old members, in chunks
-        hook.commit(keys, now_us + batches * batch_size, 1, {"last_cycle": "{}"})
+        hook.commit(keys, now_us + batches * batch_size, 1, {"last_cycle": "{}"}, held)
     wall = time.monotonic() - started - fill_seconds
 
     per_script: dict[str, list[int]] = {}

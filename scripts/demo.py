@@ -145,9 +145,9 @@ def main() -> int:
         stop.set()
         changes.join(timeout=5)
 
+    from airflow_dbstream.core.figures import format_status
     from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-    from airflow_dbstream.core.figures import format_status
     from airflow_dbstream.hooks.status import stream_status
 
     client = redis.Redis(host=REDIS["host"], port=REDIS["port"], db=REDIS_DB, decode_responses=True)

@@ -65,7 +65,7 @@ def _every_command_path(table, server, stream: str) -> None:
     assert admin.xlen(stream) == 40
 
 
-@pytest.mark.parametrize("missing", CYCLE_COMMANDS)  # multi/exec: only a reset uses them
+@pytest.mark.parametrize("missing", CYCLE_COMMANDS)
 def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, missing, monkeypatch):
     monkeypatch.setattr(lease, "RENEW_AFTER", 0)
     stream = f"acl:{uuid.uuid4().hex[:8]}"

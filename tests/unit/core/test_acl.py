@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from airflow_dbstream.core.acl import REQUIRED_COMMANDS, acl_rules, key_patterns
-from airflow_dbstream.hooks.scripts import script_source
+from airflow_dbstream.hooks.scripts import SCRIPT_NAMES, script_file, script_source
 
 
 def test_acl_patterns_cover_the_stream_and_its_companions():
@@ -15,6 +15,7 @@ def test_acl_patterns_cover_the_stream_and_its_companions():
     assert rules[:3] == ["resetkeys", "~orders", "~{orders}:*"]
     assert {r[1:] for r in rules if r.startswith("+")} == set(REQUIRED_COMMANDS)
     # every command the scripts call is granted
-    for name in ("emit", "delete", "commit", "trim", "sweep", "lease", "fence"):
-        for command in re.findall(r"redis\.call\('(\w+)'", script_source(name)):
+    for name in (*SCRIPT_NAMES, "fence", "lib"):
+        text = script_file(name) if name in ("fence", "lib") else script_source(name)
+        for command in re.findall(r"redis\.call\('(\w+)'", text):
             assert command.lower() in REQUIRED_COMMANDS, (name, command)
