@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any
@@ -88,6 +88,11 @@ class StreamSpec:
                 f"{self.lock_wait!r}."
             )
         object.__setattr__(self, "tz", load_timezone(self.source_timezone))
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> StreamSpec:
+        """The spec of an operator's arguments (its ``locals()``): the names that are spec fields."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.init and f.name in arguments})
 
     def rendered(self, **changes: Any) -> StreamSpec:
         """The same spec with fields Airflow rendered (templates) or a run asked for, checked again."""

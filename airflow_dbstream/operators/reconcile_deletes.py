@@ -70,19 +70,8 @@ class ReconcileDeletesOperator(StreamOperator):
         lock_wait: timedelta = timedelta(minutes=2),
         **kwargs: Any,
     ) -> None:
-        spec = StreamSpec(
-            stream=stream,
-            sql=sql,
-            pkey_column=pkey_column,
-            lookback=lookback,
-            variant=variant,
-            maxlen=maxlen,
-            batch_size=batch_size,
-            parameters=parameters or {},
-            source_timezone=source_timezone,
-            lock_lease=SWEEP_LEASE,
-            lock_wait=lock_wait,
-            lookback_hint="the stream's",
+        spec = StreamSpec.from_arguments(
+            {**locals(), "lock_lease": SWEEP_LEASE, "lookback_hint": "the stream's"}
         )
         super().__init__(spec=spec, sql_conn_id=sql_conn_id, redis_conn_id=redis_conn_id, **kwargs)
         self.max_deletes = max_deletes

@@ -93,25 +93,7 @@ class SqlToRedisStreamOperator(StreamOperator):
         lock_wait: timedelta = timedelta(0),
         **kwargs: Any,
     ) -> None:
-        spec = StreamSpec(
-            stream=stream,
-            sql=sql,
-            pkey_column=pkey_column,
-            epoch_column=epoch_column,
-            lookback=lookback,
-            variant=variant,
-            start_from=start_from,
-            maxlen=maxlen,
-            batch_size=batch_size,
-            parameters=parameters or {},
-            source_timezone=source_timezone,
-            epoch_unit=epoch_unit,
-            snapshot_chunk_size=snapshot_chunk_size,
-            deleted_column=deleted_column,
-            track_keys=track_keys,
-            lock_lease=lock_lease,
-            lock_wait=lock_wait,
-        )
+        spec = StreamSpec.from_arguments(locals())
         super().__init__(spec=spec, sql_conn_id=sql_conn_id, redis_conn_id=redis_conn_id, **kwargs)
         self.run_for = None if run_for is None else duration("run_for", run_for, positive=True)
         self.poll_interval = duration("poll_interval", poll_interval, positive=False)
