@@ -155,8 +155,8 @@ def test_every_dag_parses_with_its_params_and_schedule():
         assert {"action", "replay_from", "replay_to", "confirm_reset", "start_from"} <= set(
             bag.dags[dag_id].params
         ), dag_id
-    invoices = bag.dags["stream_invoices"].tasks[0]
-    assert invoices.spec.pkey_columns == ("order_id", "line") and invoices.spec.lookback.total_seconds() == 1800
+    invoices = bag.dags["stream_invoices"].tasks[0].spec
+    assert invoices.pkey_columns == ("order_id", "line") and invoices.lookback.total_seconds() == 1800
 
 
 def test_every_dag_runs_green(airflow_env):
