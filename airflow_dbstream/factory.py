@@ -20,10 +20,11 @@ REQUIRED = ("name", "sql_conn_id", "sql", "stream", "pkey_column", "epoch_column
 OPTIONAL = (
     "redis_conn_id", "schedule", "start_from", "maxlen", "batch_size", "parameters", "source_timezone",
     "epoch_unit", "run_for", "poll_interval", "retries", "retry_delay", "description", "tags",
-    "execution_timeout", "paused", "snapshot_chunk_size", "deleted_column", "track_keys",
+    "execution_timeout", "paused", "snapshot_chunk_size", "deleted_column", "track_keys", "transaction_guard",
+    "guard_max_hold",
 )  # fmt: skip
 DAG_KEYS = ("schedule", "retries", "retry_delay", "description", "tags", "paused")
-DURATIONS = ("lookback", "run_for", "poll_interval", "retry_delay", "execution_timeout")
+DURATIONS = ("lookback", "run_for", "poll_interval", "retry_delay", "execution_timeout", "guard_max_hold")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")

@@ -5,7 +5,8 @@
 -- KEYS[4] optional: keys (zset pkey -> epoch, the live keys the stream carries, for reconcile)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
 -- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload
--- Returns {emitted, duplicates}.
+-- Returns {emitted, duplicates, the lowest epoch emitted ('' when none)}: a row emitted with an
+-- epoch below the previous watermark was late, by that much (the guard's observed lateness).
 -- Scores and digests are read, and `seen`/`digest` written, for CHUNK rows per call rather than per
 -- row; a pkey that appears twice in one batch is compared with its version emitted just before.
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -14,6 +15,7 @@ local maxlen = tonumber(ARGV[2])
 local rows = (#ARGV - 2) / 4
 local CHUNK = 1000
 local emitted, duplicates = 0, 0
+local lowest, lowest_epoch = nil, ''
 
 local pkeys = {}
 for r = 1, rows do
@@ -45,6 +47,10 @@ for r = 1, rows do
     n = n + 2
     adds[n - 1], adds[n], sets[n - 1], sets[n] = epoch, pkey, pkey, digest
     emitted = emitted + 1
+    local e = tonumber(epoch)
+    if not lowest or e < lowest then
+      lowest, lowest_epoch = e, epoch
+    end
   else
     duplicates = duplicates + 1
   end
@@ -56,4 +62,4 @@ for first = 1, n, 2 * CHUNK do
   redis.call('HSET', digests, unpack(sets, first, last))
   if keyset then redis.call('ZADD', keyset, 'GT', unpack(adds, first, last)) end
 end
-return {emitted, duplicates}
+return {emitted, duplicates, lowest_epoch}

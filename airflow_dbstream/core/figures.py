@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from airflow_dbstream.core.epoch import us_to_datetime
+from airflow_dbstream.core.guard import Hold
 
 CYCLE_COUNTS = ("rows_read", "emitted", "duplicates", "deletes")
+GUARD_FIGURES = ("guard", "oldest_transaction_age_seconds", "guard_held_seconds", "observed_lateness_seconds")
 
 
 def iso(epoch_us: int | None) -> str | None:
@@ -32,14 +35,45 @@ def json_field(fields: dict[str, str], name: str) -> Any:
         return raw
 
 
+def seconds(us: int | None) -> float | None:
+    return None if us is None else round(us / 1_000_000, 3)
+
+
+def cycle_figures(
+    stream: str, done: Any, window: Any, watermark_us: int | None, end_us: int, started: float
+) -> dict[str, Any]:
+    """A cycle's figures, as XCom, the state's last_cycle and the INFO line carry them."""
+    return {
+        "stream": stream,
+        **{name: getattr(done, name) for name in CYCLE_COUNTS},
+        "window_start": iso(window.start_us),
+        "window_end": iso(window.end_us),
+        "watermark": iso(watermark_us),
+        "lag_seconds": lag_seconds(watermark_us, end_us),
+        "duration_seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def guard_figures(hold: Hold, held_us: int, lateness_us: int | None) -> dict[str, Any]:
+    """The transaction guard's figures: its state, the oldest open transaction's age, how far it held
+    the watermark back, and how late the latest row of this cycle arrived."""
+    return {
+        "guard": hold.state,
+        "oldest_transaction_age_seconds": seconds(hold.oldest_age_us),
+        "guard_held_seconds": seconds(held_us),
+        "observed_lateness_seconds": seconds(lateness_us),
+    }
+
+
 def cycle_line(figures: dict[str, Any], *, snapshot: bool) -> str:
-    """The one INFO line of a cycle: its counts, window, watermark, lag and duration."""
+    """The one INFO line of a cycle: its counts, window, watermark, lag, duration and the guard's figures."""
+    guard = " ".join(f"{name}={figures[name]}" for name in GUARD_FIGURES if name in figures)
     return (
         f"Cycle of stream {figures['stream']}: rows_read={figures['rows_read']} emitted={figures['emitted']} "
         f"duplicates={figures['duplicates']} window=[{figures['window_start']}, {figures['window_end']}) "
         f"watermark={figures['watermark']} lag_seconds={figures['lag_seconds']} "
-        f"duration_seconds={figures['duration_seconds']}" + (" (snapshot)" if snapshot else "")
-    )
+        f"duration_seconds={figures['duration_seconds']} {guard}" + (" (snapshot)" if snapshot else "")
+    ).replace("  ", " ")
 
 
 def replay_line(figures: dict[str, Any]) -> str:
@@ -65,7 +99,7 @@ def format_status(status: dict[str, Any]) -> str:
             "last cycle:     "
             + " ".join(
                 f"{name}={cycle.get(name)}"
-                for name in (*CYCLE_COUNTS, "lag_seconds", "duration_seconds")
+                for name in (*CYCLE_COUNTS, "lag_seconds", "duration_seconds", *GUARD_FIGURES)
                 if name in cycle
             )
         )

@@ -59,6 +59,8 @@ class StreamSpec:
     track_keys: bool = False
     lock_lease: timedelta = timedelta(seconds=30)
     lock_wait: timedelta = timedelta(0)
+    transaction_guard: bool | None = None  # None: on where the source shows its open transactions
+    guard_max_hold: timedelta = timedelta(hours=1)
     lookback_hint: str = field(default="longest transaction + writers' clock skew", compare=False)
     pkey_columns: tuple[str, ...] = field(init=False)
     tz: tzinfo = field(init=False, compare=False)
@@ -87,6 +89,12 @@ class StreamSpec:
                 f"lock_lease must be at least 100 ms and lock_wait not negative, got {self.lock_lease!r}, "
                 f"{self.lock_wait!r}."
             )
+        if self.transaction_guard not in (None, True, False):
+            raise DbStreamInputError(
+                f"transaction_guard must be None (on where the source shows its transactions), True or "
+                f"False, got {self.transaction_guard!r}."
+            )
+        duration("guard_max_hold", self.guard_max_hold, positive=True)
         object.__setattr__(self, "tz", load_timezone(self.source_timezone))
 
     @classmethod
@@ -109,6 +117,10 @@ class StreamSpec:
     @property
     def lease_ms(self) -> int:
         return self.lock_lease // timedelta(milliseconds=1)
+
+    @property
+    def guard_max_hold_us(self) -> int:
+        return self.guard_max_hold // ONE_US
 
     @property
     def start_from_us(self) -> int | None:

@@ -25,11 +25,14 @@ def plan_window(
     return Window(start_us=start, end_us=db_now_us, snapshot=start_from_us is None)
 
 
-def next_watermark(watermark_us: int | None, max_epoch_read_us: int | None, db_now_us: int) -> int | None:
-    """W := max(W, highest epoch read capped at the database's clock); it never moves back."""
+def next_watermark(
+    watermark_us: int | None, max_epoch_read_us: int | None, db_now_us: int, cap_us: int | None = None
+) -> int | None:
+    """W := max(W, highest epoch read capped at the database's clock and at the guard's cap, if any);
+    it never moves back."""
     candidates = [w for w in (watermark_us,) if w is not None]
     if max_epoch_read_us is not None:
-        candidates.append(min(max_epoch_read_us, db_now_us))
+        candidates.append(min(max_epoch_read_us, db_now_us, db_now_us if cap_us is None else cap_us))
     return max(candidates) if candidates else None
 
 

@@ -29,6 +29,7 @@ class BackgroundEmitter:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self.emitted = self.duplicates = self.deletes = 0
+        self.lowest_epoch_us: int | None = None
         self._precheck = True  # the first batch tells whether the window is mostly known already
         self._thread = threading.Thread(target=self._run, name="dbstream-emit", daemon=True)
         self._thread.start()
@@ -45,6 +46,9 @@ class BackgroundEmitter:
             self.emitted += result.emitted
             self.duplicates += result.duplicates
             self.deletes += getattr(result, "deletes", 0)
+            low = getattr(result, "lowest_epoch_us", None)
+            if low is not None and (self.lowest_epoch_us is None or low < self.lowest_epoch_us):
+                self.lowest_epoch_us = low
             self._precheck = result.duplicates * 2 > len(batch)
 
     def submit(self, batch: Sized) -> None:
@@ -53,12 +57,12 @@ class BackgroundEmitter:
         if len(batch):
             self._queue.put(batch)
 
-    def finish(self) -> tuple[int, int, int]:
-        """Wait until every submitted batch is sent; return (emitted, duplicates, deletes)."""
+    def finish(self) -> tuple[int, int, int, int | None]:
+        """Wait until every submitted batch is sent; return (emitted, duplicates, deletes, lowest epoch)."""
         self._queue.put(_DONE)
         self._thread.join()
         self._raise()
-        return self.emitted, self.duplicates, self.deletes
+        return self.emitted, self.duplicates, self.deletes, self.lowest_epoch_us
 
     def abandon(self) -> None:
         """The cycle failed on its side: emit what was already submitted (as a sequential cycle had), stop."""

@@ -29,6 +29,7 @@ class BatchResult:
     emitted: int
     duplicates: int
     deletes: int  # tombstones emitted (counted in emitted too)
+    lowest_epoch_us: int | None = None  # the lowest epoch of the live rows emitted
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class QueryTotals:
     duplicates: int = 0
     deletes: int = 0
     max_epoch_us: int | None = None
+    lowest_emitted_us: int | None = None  # the lowest epoch of the live rows emitted
     last_row: Sequence[Any] | None = None
 
 
@@ -127,7 +129,9 @@ class Pipeline:
                     totals.max_epoch_us = (
                         prepared.max_epoch_us if top is None else max(top, prepared.max_epoch_us)
                     )
-                totals.emitted, totals.duplicates, totals.deletes = background.finish()
+                totals.emitted, totals.duplicates, totals.deletes, totals.lowest_emitted_us = (
+                    background.finish()
+                )
             except BaseException:
                 background.abandon()
                 raise
@@ -160,6 +164,7 @@ class Pipeline:
             emitted=result.emitted + tombstones.emitted,
             duplicates=result.duplicates + tombstones.duplicates,
             deletes=tombstones.emitted,
+            lowest_epoch_us=result.lowest_epoch_us,
         )
 
     def replayer(self, marker: str, start_us: int, end_us: int) -> Send:

@@ -15,13 +15,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_dbstream.core import keys as state_fields
-from airflow_dbstream.core.figures import cycle_line, iso, lag_seconds
+from airflow_dbstream.core.figures import cycle_figures, cycle_line, guard_figures, iso, lag_seconds
+from airflow_dbstream.core.guard import (
+    BLIND,
+    OFF,
+    OVER_MAX_HOLD,
+    SINGLE_WRITER,
+    Hold,
+    OpenTransactions,
+    decide,
+    observed_lateness_us,
+)
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.core.window import Window, next_watermark, plan_window
 from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals
@@ -32,6 +43,7 @@ from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
 from airflow_dbstream.hooks.sql_source import sql_source_hook
 from airflow_dbstream.hooks.status import record_status
 
+_SAID: set[str] = set()  # what this worker process has said once already
 LOOP_TOTALS = ("rows_read", "emitted", "duplicates")  # summed over the cycles of one cycles_for run
 
 
@@ -113,51 +125,46 @@ class CycleRunner:
         with self.hold(spec.lock_wait) as held, self.source() as source:
             state = self.redis.read_state(keys)
             pipeline = Pipeline(spec, self.redis, held)
-            db_now_us = source.now_us()
-            window = plan_window(state.watermark_us, spec.lookback_us, spec.start_from_us, db_now_us)
+            read_us, open_transactions = source.clock(spec.transaction_guard)
+            if spec.transaction_guard is not False and source.kind == "generic":
+                self._say_once(
+                    f"Stream {spec.stream}: a {source.kind} source shows no open transactions, so "
+                    "the transaction guard is off; lookback alone bounds how late a row may commit."
+                )
+            window = plan_window(state.watermark_us, spec.lookback_us, spec.start_from_us, read_us)
             snapshot: Snapshot | None = None
             if window.snapshot and spec.chunked_first_load:
                 snapshot = Snapshot(spec, source, self.redis, pipeline, self.log)
-                done: QueryTotals | SnapshotResult = snapshot.run(state, db_now_us)
-                db_now_us = done.started_us  # the first normal window re-reads all changed since
-                window = plan_window(None, spec.lookback_us, None, db_now_us)
+                done: QueryTotals | SnapshotResult = snapshot.run(state, read_us)
+                # The first normal window re-reads all changed since the snapshot began.
+                window = plan_window(None, spec.lookback_us, None, done.started_us)
             else:
                 params = source.window_params(spec.parameters, window.start_us, window.end_us)
                 done = pipeline.run(source, spec.sql, params)
             source.close()  # the read is over: no transaction of ours stays open while Redis commits
-            figures = self._commit(held, state, window, done, db_now_us, source.bound_slack_us, started)
+            read = Read(state, window, done, read_us, open_transactions, source.bound_slack_us)
+            figures = self._commit(held, read, started)
             if snapshot is not None and figures["watermark"] is not None:
                 snapshot.finish()  # the watermark now covers the table: a later snapshot starts afresh
         self.log.info(cycle_line(figures, snapshot=window.snapshot))
         return figures
 
-    def _commit(
-        self,
-        held: lease.Lease,
-        state: StreamState,
-        window: Window,
-        done: QueryTotals | SnapshotResult,
-        db_now_us: int,
-        slack_us: Any,
-        started: float,
-    ) -> dict[str, Any]:
+    def _commit(self, held: lease.Lease, read: Read, started: float) -> dict[str, Any]:
         """Commit the next watermark with the cycle's figures, trim ``seen``; the figures as committed."""
-        spec = self.spec
-        watermark_us = next_watermark(state.watermark_us, done.max_epoch_us, db_now_us)
-        figures: dict[str, Any] = {
-            "stream": spec.stream,
-            "rows_read": done.rows_read,
-            "emitted": done.emitted,
-            "duplicates": done.duplicates,
-            "deletes": done.deletes,
-            "window_start": iso(window.start_us),
-            "window_end": iso(window.end_us),
-            "watermark": iso(watermark_us),
-            "lag_seconds": lag_seconds(watermark_us, db_now_us),
-            "duration_seconds": round(time.monotonic() - started, 3),
-        }
+        spec, previous_us = self.spec, read.state.watermark_us
+        hold = decide(
+            read.open_transactions, previous_us, spec.lookback_us, read.read_us, spec.guard_max_hold_us
+        )
+        end_us = read.window.end_us  # the read's clock (for a first load: when it began)
+        uncapped_us = next_watermark(previous_us, read.done.max_epoch_us, end_us)
+        watermark_us = next_watermark(previous_us, read.done.max_epoch_us, end_us, hold.cap_us)
+        held_us = 0 if uncapped_us is None or watermark_us is None else uncapped_us - watermark_us
+        lateness_us = observed_lateness_us(previous_us, getattr(read.done, "lowest_emitted_us", None))
+        self._say_guard(hold, read.open_transactions, held_us, lateness_us)
+        figures = cycle_figures(spec.stream, read.done, read.window, watermark_us, end_us, started)
+        figures.update(guard_figures(hold, held_us, lateness_us))
         # Keep in `seen` every row the next window's (widened) bound can return again.
-        slack = 0 if watermark_us is None else slack_us(watermark_us - spec.lookback_us)
+        slack = 0 if watermark_us is None else read.slack_us(watermark_us - spec.lookback_us)
         recorded = {
             state_fields.LAST_CYCLE: json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()}),
             **({state_fields.TRACK_KEYS: "1"} if spec.track_keys else {}),
@@ -165,5 +172,70 @@ class CycleRunner:
         committed_us = self.redis.commit(spec.keys, watermark_us, spec.lookback_us + slack, recorded, held)
         if committed_us != watermark_us:  # another cycle committed further meanwhile
             figures["watermark"] = iso(committed_us)
-            figures["lag_seconds"] = lag_seconds(committed_us, db_now_us)
+            figures["lag_seconds"] = lag_seconds(committed_us, end_us)
         return figures
+
+    def _say_once(self, text: str) -> None:
+        if text not in _SAID:
+            _SAID.add(text)
+            self.log.info(text)
+
+    def _say_guard(self, hold: Hold, seen: OpenTransactions, held_us: int, lateness_us: int | None) -> None:
+        """The guard's WARNINGs: blind (with the GRANT), holding (naming the session), past its cap."""
+        spec = self.spec
+        if hold.state == BLIND:
+            self.log.warning(
+                "Stream %s: the transaction guard is blind: this connection's user cannot see other "
+                "sessions' transactions, so a transaction committing later than lookback (%s) after its "
+                "timestamp can be missed. Run: %s",
+                spec.stream,
+                spec.lookback,
+                seen.grant,
+            )
+        elif hold.state == OVER_MAX_HOLD:
+            self.log.warning(
+                "Stream %s: %s has been open for %.0f s, longer than guard_max_hold (%s): the guard no "
+                "longer holds the watermark for it, so rows it commits stamped more than lookback before the "
+                "watermark WILL BE MISSED. End that session, or raise guard_max_hold.",
+                spec.stream,
+                seen.holder or "a transaction",
+                (hold.oldest_age_us or 0) / 1e6,
+                spec.guard_max_hold,
+            )
+        elif held_us > 0:
+            self.log.warning(
+                "Stream %s: an open transaction holds the watermark back by %.1f s: %s, open for %.0f s. Its "
+                "rows are read when it commits; until then each cycle re-reads from its start. If the "
+                "session was forgotten, end it.",
+                spec.stream,
+                held_us / 1e6,
+                seen.holder or "a transaction",
+                (hold.oldest_age_us or 0) / 1e6,
+            )
+        if (
+            hold.state in (OFF, BLIND, SINGLE_WRITER)
+            and lateness_us is not None
+            and lateness_us > 0.8 * spec.lookback_us
+        ):
+            self.log.warning(
+                "Stream %s: a row arrived %.1f s late (stamped that long before the previous watermark), "
+                "more than 80%% of lookback (%s), with the transaction guard %s: raise lookback, or turn the "
+                "guard on, before a later one is missed.",
+                spec.stream,
+                lateness_us / 1e6,
+                spec.lookback,
+                hold.state,
+            )
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a cycle read: the state it started from, its window, its totals, the source's clock and
+    open transactions at the read, and how far the source widens a window's bound."""
+
+    state: StreamState
+    window: Window
+    done: QueryTotals | SnapshotResult
+    read_us: int
+    open_transactions: OpenTransactions
+    slack_us: Callable[[int], int]

@@ -25,14 +25,45 @@ from airflow_dbstream.core.epoch import (
     us_to_number,
 )
 from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.guard import BLIND, OFF, ON, SINGLE_WRITER, OpenTransactions
 
 Batch = tuple[list[str], Sequence[Sequence[Any]]]
+
+# The clock and the oldest other client transaction of this database (and the prepared ones): one query.
+PG_OPEN_TRANSACTIONS = """
+SELECT clock_timestamp(), pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), current_user,
+       o.xact_start, o.pid, o.usename, o.application_name, o.state, p.gid, p.prepared
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT xact_start, pid, usename, application_name, state FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+      AND xact_start IS NOT NULL
+    ORDER BY xact_start LIMIT 1
+) AS o ON true
+LEFT JOIN LATERAL (
+    SELECT gid, prepared FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared LIMIT 1
+) AS p ON true
+"""
+# The clock and the oldest other transaction that changed rows or runs a statement (InnoDB, server-wide).
+MYSQL_OPEN_TRANSACTIONS = """
+SELECT UTC_TIMESTAMP(6), UNIX_TIMESTAMP(o.trx_started),
+       CONCAT('thread ', o.trx_mysql_thread_id, ' (user ', COALESCE(p.USER, '?'), '@', COALESCE(p.HOST, '?'),
+              ', ', o.trx_rows_modified, ' rows changed, ', IF(o.trx_query IS NULL, 'idle', 'running'), ')')
+FROM (SELECT 1) AS one
+LEFT JOIN (
+    SELECT trx_started, trx_mysql_thread_id, trx_rows_modified, trx_query FROM information_schema.innodb_trx
+    WHERE trx_mysql_thread_id <> CONNECTION_ID() AND (trx_rows_modified > 0 OR trx_query IS NOT NULL)
+    ORDER BY trx_started LIMIT 1
+) AS o ON true
+LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = o.trx_mysql_thread_id
+"""
 
 
 class Source:
     """A generic DB-API source: worker clock, naive bounds, plain cursor with fetchmany."""
 
     kind = "generic"
+    shows_transactions = False  # whether the guard is on by default (transaction_guard=None)
     read_ahead = False  # whether the next batch may be fetched on another thread while this one is encoded
     named_placeholder = r"(%\({name}\)s|:{name}\b)"
     placeholder_example = "%(window_start)s or :window_start"
@@ -84,6 +115,16 @@ class Source:
         """The source's own clock; the generic source can only use the worker's."""
         return time.time_ns() // 1000
 
+    def clock(self, guard: bool | None) -> tuple[int, OpenTransactions]:
+        """The source's clock and, with the guard on (None: where the source shows them), its other
+        sessions' open transactions at that instant, in one round trip where the database allows."""
+        if guard is False or (guard is None and not self.shows_transactions):
+            return self.now_us(), OpenTransactions(OFF)
+        return self.guarded_clock()
+
+    def guarded_clock(self) -> tuple[int, OpenTransactions]:
+        return self.now_us(), OpenTransactions(OFF)  # a generic DB-API source shows no transactions
+
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
@@ -111,6 +152,7 @@ class PostgresSource(Source):
     """Server-side (named) cursor, session time zone set to source_timezone, clock_timestamp()."""
 
     kind = "postgres"
+    shows_transactions = True
     read_ahead = True
     conn_types = ("postgres", "postgresql")
     named_placeholder = r"%\({name}\)s"
@@ -128,6 +170,29 @@ class PostgresSource(Source):
             (now,) = cursor.fetchone()
         self.conn.commit()
         return datetime_to_us(now, UTC)
+
+    def guarded_clock(self) -> tuple[int, OpenTransactions]:
+        """Every open transaction counts: now() is the transaction's start, so one that has only read
+        so far can still write rows stamped then. Prepared ones show no start: they keep the window."""
+        with closing(self.conn.cursor()) as cursor:
+            cursor.execute(PG_OPEN_TRANSACTIONS)
+            now, sees_all, user, start, pid, login, app, state, prepared_gid, prepared_at = cursor.fetchone()
+        self.conn.commit()
+        if not sees_all:
+            return datetime_to_us(now, UTC), OpenTransactions(
+                BLIND, grant=f'GRANT pg_read_all_stats TO "{user}";'
+            )
+        holder = None
+        if start is not None:
+            holder = f"pid {pid} (user {login!r}, application {app or ''!r}, {state})"
+        elif prepared_gid is not None:
+            holder = f"prepared transaction {prepared_gid!r} (prepared at {prepared_at.isoformat()})"
+        return datetime_to_us(now, UTC), OpenTransactions(
+            ON,
+            oldest_start_us=None if start is None else datetime_to_us(start, UTC),
+            start_unknown=prepared_gid is not None,
+            holder=holder,
+        )
 
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:
@@ -148,6 +213,7 @@ class SqliteSource(Source):
     """SQLite steps its cursor lazily; its clock is UTC text, its timestamps usually text."""
 
     kind = "sqlite"
+    shows_transactions = True  # in its own way: see guarded_clock
     conn_types = ("sqlite",)
     named_placeholder = r":{name}\b"
     placeholder_example = ":window_start"
@@ -157,6 +223,12 @@ class SqliteSource(Source):
             cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
             (now,) = cursor.fetchone()
         return datetime_to_us(datetime.fromisoformat(now), UTC)
+
+    def guarded_clock(self) -> tuple[int, OpenTransactions]:
+        """SQLite lets one writer at a time commit, so while a write transaction is open nothing newer
+        than its first write commits: the watermark cannot pass the rows it stamps (by the database's
+        clock). Nothing to hold; lookback covers the applications' own clocks."""
+        return self.now_us(), OpenTransactions(SINGLE_WRITER)
 
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:
@@ -173,6 +245,7 @@ class MySqlSource(Source):
     """
 
     kind = "mysql"
+    shows_transactions = True
     conn_types = ("mysql",)
     named_placeholder = r"%\({name}\)s"
     placeholder_example = "%(window_start)s"
@@ -199,6 +272,25 @@ class MySqlSource(Source):
             cursor.execute("SELECT UTC_TIMESTAMP(6)")
             (now,) = cursor.fetchone()
         return datetime_to_us(now, UTC)
+
+    def guarded_clock(self) -> tuple[int, OpenTransactions]:
+        """NOW() is the statement's start: only transactions that have changed rows, or are running a
+        statement, can still commit rows stamped before now (whole seconds, floored)."""
+        with closing(self.conn.cursor()) as cursor:
+            try:
+                cursor.execute(MYSQL_OPEN_TRANSACTIONS)
+            except Exception as exc:
+                if 1227 not in (getattr(exc, "errno", None), *(exc.args[:1] or ())):
+                    raise  # not "Access denied; you need the PROCESS privilege"
+                cursor.execute("SELECT UTC_TIMESTAMP(6), CURRENT_USER()")
+                now, user = cursor.fetchone()
+                name, _, host = str(user).partition("@")
+                return datetime_to_us(now, UTC), OpenTransactions(
+                    BLIND, grant=f"GRANT PROCESS ON *.* TO '{name}'@'{host}';"
+                )
+            now, start_s, holder = cursor.fetchone()
+        oldest_us = None if start_s is None else int(start_s) * 1_000_000
+        return datetime_to_us(now, UTC), OpenTransactions(ON, oldest_start_us=oldest_us, holder=holder)
 
     def bind(self, epoch_us: int, *, is_end: bool = False) -> Any:
         if self.epoch_unit is not None:

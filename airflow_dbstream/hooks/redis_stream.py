@@ -28,6 +28,7 @@ TRIM_CHUNK = 1000
 class EmitResult:
     emitted: int
     duplicates: int
+    lowest_epoch_us: int | None = None  # the lowest epoch of the rows emitted (emit.lua), None: none
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,9 @@ class RedisStreamHook(RedisHook):
         args: list[Any] = [variant, maxlen or 0]
         args.extend(chain.from_iterable(messages))  # pkey, epoch, digest, payload per row
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
-        emitted, duplicates = self.run_script(script, keys, script_keys, args, lease)
-        return EmitResult(int(emitted), int(duplicates) + skipped)
+        emitted, duplicates, *lowest = self.run_script(script, keys, script_keys, args, lease)
+        lowest_us = int(lowest[0]) if lowest and lowest[0] else None
+        return EmitResult(int(emitted), int(duplicates) + skipped, lowest_us)
 
     def unseen(self, keys: StreamKeys, messages: Sequence[Message]) -> Sequence[Message]:
         """The messages the emit script would append now: only a filter, the script decides atomically.

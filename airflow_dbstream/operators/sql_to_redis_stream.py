@@ -63,6 +63,12 @@ class SqlToRedisStreamOperator(StreamOperator):
         third of the lease, and before a batch once a sixth has passed); a lock left by a killed worker
         frees itself after this.
     :param lock_wait: how long to wait for another cycle of the same stream before skipping.
+    :param transaction_guard: hold the watermark while a transaction older than the window is open
+        in the source, so that its rows are read when it commits, however long it ran. None (the
+        default) turns it on where the source shows its transactions (Postgres, MariaDB/MySQL; the
+        user needs pg_read_all_stats or PROCESS). SQLite needs none: one writer at a time.
+    :param guard_max_hold: the longest the guard holds the watermark for one transaction (a forgotten
+        ``idle in transaction`` session); past it, rows that transaction commits may be missed.
     """
 
     ui_color = "#fde2e4"
@@ -91,6 +97,8 @@ class SqlToRedisStreamOperator(StreamOperator):
         track_keys: bool = False,
         lock_lease: timedelta = timedelta(seconds=30),
         lock_wait: timedelta = timedelta(0),
+        transaction_guard: bool | None = None,
+        guard_max_hold: timedelta = timedelta(hours=1),
         **kwargs: Any,
     ) -> None:
         spec = StreamSpec.from_arguments(locals())

@@ -292,7 +292,7 @@ class Database:
             self.conn_id, spec = "mysql_test", MYSQL_CONN
             self.db = MySQLdb.connect(**MYSQL_ARGS, charset="utf8mb4")
         else:
-            path = tmp_path / f"{uuid.uuid4().hex[:8]}.sqlite"
+            path = self.path = tmp_path / f"{uuid.uuid4().hex[:8]}.sqlite"
             self.conn_id, spec = "sqlite_test", {"conn_type": "sqlite", "host": str(path)}
             self.db = sqlite3.connect(path, isolation_level=None)
         set_connection(monkeypatch, self.conn_id, spec)

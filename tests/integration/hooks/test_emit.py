@@ -84,5 +84,5 @@ def test_precheck_sends_no_payload_of_an_unchanged_batch(stream, redis_client, m
     monkeypatch.setattr(hook, "run_script", counting_run)
     assert hook.emit(keys, "v1", None, batch, precheck=True) == EmitResult(0, 50)
     assert calls == []
-    assert hook.emit(keys, "v1", None, changed, precheck=True) == EmitResult(1, 49)
+    assert hook.emit(keys, "v1", None, changed, precheck=True) == EmitResult(1, 49, changed[49].epoch_us)
     assert len(calls) == 1 and calls[0][2:] == list(changed[49])

@@ -27,7 +27,7 @@ def test_batches_are_emitted_in_order_and_totals_returned():
     for k in range(20):
         emitter.submit([k, k, -1])
     emitter.submit([])
-    assert emitter.finish() == (40, 20, 0)
+    assert emitter.finish() == (40, 20, 0, None)
     assert [b[0][0] for b in emit.batches] == list(range(20))
 
 
