@@ -110,7 +110,7 @@ def main() -> int:
     parser.add_argument("--limit-ms", type=float, default=50.0)
     args = parser.parse_args()
 
-    from tests.redis_servers import RedisServer
+    from tests.integration.redis_servers import RedisServer
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="dbstream-stall-"))).start()
     os.environ["AIRFLOW_CONN_REDIS_STALL"] = json.dumps(server.connection())

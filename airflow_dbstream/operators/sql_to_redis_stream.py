@@ -39,8 +39,9 @@ class SqlToRedisStreamOperator(StreamOperator):
     :param stream: the stream key; companion keys share its hash slot.
     :param pkey_column: the primary key column, or a list of them for a composite key.
     :param epoch_column: the modification time: timestamp, datetime, date or numeric epoch.
-    :param lookback: how far before the watermark each window starts: longest transaction plus
-        the writers' clock skew. A row committed later than this after its timestamp can be missed.
+    :param lookback: how far before the watermark each window starts. With the transaction guard on,
+        the writers' clock skew is enough; without it, the longest transaction too: a row committed
+        later than this after its timestamp can be missed.
     :param variant: a label copied into every message, e.g. ``customer.v1``.
     :param start_from: where the first cycle starts; None reads the whole table (a full snapshot).
     :param maxlen: approximate cap on the stream's length (XADD MAXLEN ~).

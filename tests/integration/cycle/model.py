@@ -363,3 +363,103 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+GUARD_LOOKBACK = timedelta(milliseconds=200)  # real time: the held transactions outlive it many times
+
+
+class GuardSimulator:
+    """Seeded histories in real time, rows stamped by the database (``now()``): writers commit at once or
+    hold their transaction open across cycles, far longer than lookback; cycles fail at random points
+    and are rerun. Each row is written once, so every committed version must be in the stream once."""
+
+    def __init__(self, server: Any, redis_conn_id: str, pg_conn_id: str) -> None:
+        self.server, self.redis_conn_id, self.pg_conn_id = server, redis_conn_id, pg_conn_id
+        self.table = f"guard_model_{uuid.uuid4().hex[:10]}"
+        self.db = psycopg.connect(PG_DSN, autocommit=True)
+        self.db.execute(
+            f"CREATE TABLE {self.table} (hist bigint, id bigint, name text NOT NULL, "
+            "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (hist, id))"
+        )
+        self.sql = (
+            f"SELECT id, name, updated_at FROM {self.table} "
+            "WHERE hist = %(hist)s AND updated_at >= %(window_start)s ORDER BY updated_at, id"
+        )
+        self.figures = Figures()
+        self.held_longer_than_lookback = 0
+        PLAN.server = server
+
+    def close(self) -> None:
+        self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self.db.close()
+
+    def _cycle(self, hist: int, stream: str) -> None:
+        from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOperator
+
+        SqlToRedisStreamOperator(
+            task_id="guard_model_cycle", sql_conn_id=self.pg_conn_id, redis_conn_id=self.redis_conn_id,
+            sql=self.sql, parameters={"hist": hist}, stream=stream, pkey_column="id",
+            epoch_column="updated_at", lookback=GUARD_LOOKBACK, variant="model.v1", batch_size=3,
+        ).execute(context={})  # fmt: skip
+
+    def history(self, seed: int, hist: int) -> bool:
+        rnd = random.Random(seed * 1_000_003 + hist)
+        stream = f"guard-model:{seed}:{hist}"
+        committed: list[tuple[int, str]] = []
+        held: list[tuple[Any, int, str, float]] = []  # connection, pkey, name, when it began
+        insert = f"INSERT INTO {self.table} (hist, id, name) VALUES (%s, %s, %s)"
+        for step in range(rnd.randint(12, 20)):
+            op = rnd.choices(["write", "hold", "commit", "cycle"], weights=[3, 2, 1, 4])[0]
+            pkey, name = step + 1, f"h{hist}-s{step}"
+            if op == "write":
+                self.db.execute(insert, (hist, pkey, name))
+                committed.append((pkey, name))
+            elif op == "hold":  # begins now; its row, stamped now (its start), commits much later
+                writer = psycopg.connect(PG_DSN)
+                writer.execute("SELECT 1")
+                time.sleep(0.05)
+                writer.execute(insert, (hist, pkey, name))
+                held.append((writer, pkey, name, time.monotonic()))
+            elif op == "commit" and held:
+                self._commit(held.pop(rnd.randrange(len(held))), committed)
+            else:
+                self._faulty_cycle(rnd, hist, stream)
+            time.sleep(rnd.uniform(0.02, 0.2))
+        for one in held:
+            self._commit(one, committed)
+        PLAN.arm(None)
+        self._cycle(hist, stream)
+        self.figures.cycles += 1
+        self.figures.histories += 1
+        return self._check(stream, committed, f"seed={seed} history={hist}")
+
+    def _commit(self, held: tuple[Any, int, str, float], committed: list[tuple[int, str]]) -> None:
+        writer, pkey, name, began = held
+        writer.commit()
+        writer.close()
+        committed.append((pkey, name))
+        self.held_longer_than_lookback += time.monotonic() - began > 2 * GUARD_LOOKBACK.total_seconds()
+
+    def _faulty_cycle(self, rnd: random.Random, hist: int, stream: str) -> None:
+        kind = rnd.choice(FAULTS) if rnd.random() < 0.4 else None
+        PLAN.arm(kind, rnd.randint(1, 3))
+        try:
+            self._cycle(hist, stream)
+        except Crash:
+            self.figures.faults[kind] += 1
+        self.figures.cycles += 1
+        PLAN.arm(None)
+
+    def _check(self, stream: str, committed: list[tuple[int, str]], label: str) -> bool:
+        got = [
+            (int(f[b"pkey"]), json.loads(f[b"payload"])["name"])
+            for _id, f in self.server.admin().xrange(stream, "-", "+")
+        ]
+        counts, want = Counter(got), Counter(committed)
+        self.figures.versions_checked += len(got)
+        self.figures.duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        self.figures.lost += sum((want - counts).values())
+        ok = counts == want
+        if not ok:
+            self.figures.mismatched_histories.append(label)
+        return ok
