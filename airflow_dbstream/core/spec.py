@@ -61,6 +61,7 @@ class StreamSpec:
     lock_wait: timedelta = timedelta(0)
     transaction_guard: bool | None = None  # None: on where the source shows its open transactions
     guard_max_hold: timedelta = timedelta(hours=1)
+    pause_gc: bool = False  # pause Python's cyclic collector while a query is read and sent
     lookback_hint: str = field(default="longest transaction + writers' clock skew", compare=False)
     pkey_columns: tuple[str, ...] = field(init=False)
     tz: tzinfo = field(init=False, compare=False)

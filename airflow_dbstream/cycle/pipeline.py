@@ -9,7 +9,6 @@ all of them through replay.lua).
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,22 +67,20 @@ class QueryTotals:
     last_row: Sequence[Any] | None = None
 
 
-SWITCH_INTERVAL_S = 0.0005
 Send = Callable[..., BatchResult]
 
 
 @contextmanager
-def fewer_stalls() -> Iterator[None]:
-    """While a query is read and sent: the GIL is handed to a thread whose socket answered after at most
-    0.5 ms (not 5), and the cyclic collector, which would only walk the queued batches, pauses."""
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
-    collecting = gc.isenabled()
-    gc.disable()
+def collector_paused(pause: bool) -> Iterator[None]:
+    """``pause_gc``: the cyclic collector, which would only walk the queued batches (and, in a full
+    collection, the whole worker's heap), waits until the query is read and sent. Process-wide, so
+    opt-in; measured at 100k rows: -18 % CPU and +5 to +18 % rows/s on first loads and changed rows."""
+    collecting = pause and gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
         yield
     finally:
-        sys.setswitchinterval(switch_interval)
         if collecting:
             gc.enable()
 
@@ -118,7 +115,7 @@ class Pipeline:
         batches = source.batches(sql, parameters, self.spec.batch_size)
         if source.read_ahead:
             batches = read_ahead(batches)
-        with fewer_stalls():
+        with collector_paused(self.spec.pause_gc):
             try:
                 for columns, rows in batches:
                     prepared = self.prepare(columns, rows, rows_before + totals.rows_read)

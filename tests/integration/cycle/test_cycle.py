@@ -183,25 +183,40 @@ def test_one_info_line_per_cycle_without_payloads(pg_table, stream, capfd):
     assert "secret-name-in-payload" not in text
 
 
-def test_a_cycle_leaves_the_garbage_collector_and_thread_switching_as_it_found_them(pg_table, stream):
-    """A cycle pauses the cyclic collector and shortens the GIL switch interval while it reads and
-    sends; both come back after it, when it succeeds and when it fails."""
+def test_a_cycle_leaves_the_garbage_collector_and_thread_switching_as_it_found_them(
+    pg_table, stream, monkeypatch
+):
+    """By default a cycle touches no process-wide setting; with pause_gc the cyclic collector pauses
+    while it reads and sends, and comes back after it, when it succeeds and when it fails."""
+    from airflow_dbstream.cycle.pipeline import Pipeline
+
+    collecting, real_prepare = [], Pipeline.prepare
+
+    def prepare(self, *args, **kwargs):
+        collecting.append(gc.isenabled())
+        return real_prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "prepare", prepare)
     pg_table.insert(_rows(3000, pg_table.now() - timedelta(minutes=5)))
     interval = sys.getswitchinterval()
     assert run_cycle(pg_table, stream, batch_size=100)["emitted"] == 3000
-    assert gc.isenabled() and sys.getswitchinterval() == interval
+    assert set(collecting) == {True} and sys.getswitchinterval() == interval
+    pg_table.execute("UPDATE {table} SET name = name || '+', updated_at = clock_timestamp()")
+    collecting.clear()
+    assert run_cycle(pg_table, stream, batch_size=100, pause_gc=True)["emitted"] == 3000
+    assert set(collecting) == {False} and gc.isenabled() and sys.getswitchinterval() == interval
     # A NULL epoch in row 2500 fails the next window mid-read.
     bad = pg_table.sql.replace(
         "SELECT id, name, updated_at",
         "SELECT id, name, CASE WHEN id = 2500 THEN NULL ELSE updated_at END AS updated_at",
     )
     with pytest.raises(DbStreamInputError, match="is NULL"):
-        run_cycle(pg_table, stream, batch_size=100, sql=bad)
+        run_cycle(pg_table, stream, batch_size=100, sql=bad, pause_gc=True)
     assert gc.isenabled() and sys.getswitchinterval() == interval
     gc.disable()
     try:  # a host that runs without the collector keeps it off
         with pytest.raises(DbStreamInputError, match="is NULL"):
-            run_cycle(pg_table, stream, batch_size=100, sql=bad)
+            run_cycle(pg_table, stream, batch_size=100, sql=bad, pause_gc=True)
         assert not gc.isenabled()
     finally:
         gc.enable()
