@@ -76,6 +76,20 @@ def cycle_line(figures: dict[str, Any], *, snapshot: bool) -> str:
     ).replace("  ", " ")
 
 
+def failure_line(stream: str, pipeline: Any, window: Any, exc: BaseException) -> str:
+    """The one ERROR line of a failed cycle: what it did, that nothing moved, what clearing does, why."""
+    done = "before reading any row"
+    if pipeline is not None:
+        done = f"after reading {pipeline.rows_read} rows and appending {pipeline.emitted} messages"
+    where = "" if window is None else f" [{iso(window.start_us)}, {iso(window.end_us)})"
+    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+    return (
+        f"Stream {stream}: the cycle failed {done}. The watermark did not move, so clearing this task "
+        f"re-reads the same window{where} and appends only what is missing, without duplicates. "
+        f"Cause ({type(exc).__name__}): {cause}"
+    )
+
+
 def replay_line(figures: dict[str, Any]) -> str:
     return (
         f"Replay of stream {figures['stream']}: rows_read={figures['rows_read']} "

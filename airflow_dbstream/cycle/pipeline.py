@@ -93,6 +93,7 @@ class Pipeline:
         self.redis = redis
         self.lease = lease
         self.encoder: RowEncoder | None = None
+        self.rows_read = self.emitted = 0  # over all its queries, failed ones included
 
     def run(
         self,
@@ -131,9 +132,12 @@ class Pipeline:
                 )
             except BaseException:
                 background.abandon()
+                totals.emitted = background.emitted  # what reached the stream before the failure
                 raise
             finally:
                 batches.close()
+                self.rows_read += totals.rows_read
+                self.emitted += totals.emitted
         return totals
 
     def prepare(

@@ -22,7 +22,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_dbstream.core import keys as state_fields
-from airflow_dbstream.core.figures import cycle_figures, cycle_line, guard_figures, iso, lag_seconds
+from airflow_dbstream.core.figures import (
+    cycle_figures,
+    cycle_line,
+    failure_line,
+    guard_figures,
+    iso,
+    lag_seconds,
+)
 from airflow_dbstream.core.guard import (
     BLIND,
     OFF,
@@ -57,6 +64,8 @@ class CycleRunner:
         self.redis = redis
         self.sql_conn_id = sql_conn_id
         self.log = log
+        self._pipeline: Pipeline | None = None  # this cycle's, for what it did before a failure
+        self._window: Window | None = None
 
     def hold(self, wait: timedelta) -> Any:
         """The stream's lock for one run: every write of the run is fenced by it."""
@@ -78,7 +87,13 @@ class CycleRunner:
 
     def cycle(self) -> dict[str, Any]:
         """One cycle (raises lease.LockBusy when another holds the stream past lock_wait), then its status."""
-        figures = self._cycle()
+        try:
+            figures = self._cycle()
+        except lease.LockBusy:
+            raise
+        except Exception as exc:
+            self.log.error(failure_line(self.spec.stream, self._pipeline, self._window, exc))
+            raise
         client = self.redis.get_conn()
         faults.call("status", self.spec.stream, lambda: record_status(client, self.spec.keys))
         return figures
@@ -121,10 +136,11 @@ class CycleRunner:
 
     def _cycle(self) -> dict[str, Any]:
         started = time.monotonic()
+        self._pipeline = self._window = None
         spec, keys = self.spec, self.spec.keys
         with self.hold(spec.lock_wait) as held, self.source() as source:
             state = self.redis.read_state(keys)
-            pipeline = Pipeline(spec, self.redis, held)
+            pipeline = self._pipeline = Pipeline(spec, self.redis, held)
             read_us, open_transactions = source.clock(spec.transaction_guard)
             if spec.transaction_guard is not False and source.kind == "generic":
                 self._say_once(
@@ -132,6 +148,7 @@ class CycleRunner:
                     "the transaction guard is off; lookback alone bounds how late a row may commit."
                 )
             window = plan_window(state.watermark_us, spec.lookback_us, spec.start_from_us, read_us)
+            self._window = window
             snapshot: Snapshot | None = None
             if window.snapshot and spec.chunked_first_load:
                 snapshot = Snapshot(spec, source, self.redis, pipeline, self.log)

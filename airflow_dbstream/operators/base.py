@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+
+
+class BadInputFailure(AirflowFailException, DbStreamInputError):
+    """Bad input fails the task without Airflow's retries: a retry would read the same input again."""
 
 
 class StreamOperator(BaseOperator):
@@ -31,6 +37,18 @@ class StreamOperator(BaseOperator):
         )
         self.sql_conn_id = sql_conn_id
         self.redis_conn_id = redis_conn_id
+
+    def execute(self, context: Any) -> Any:
+        """``run_stream``, with bad input failing fast (no retry); transient faults keep the retries."""
+        try:
+            return self.run_stream(context)
+        except DbStreamInputError as exc:
+            if isinstance(exc, AirflowFailException):
+                raise
+            raise BadInputFailure(str(exc)) from exc
+
+    def run_stream(self, context: Any) -> Any:
+        raise NotImplementedError
 
     def rendered_spec(self, **changes: Any) -> StreamSpec:
         """The spec with the fields Airflow rendered (and what this run asked for), checked again."""

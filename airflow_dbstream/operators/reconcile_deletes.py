@@ -76,7 +76,7 @@ class ReconcileDeletesOperator(StreamOperator):
         super().__init__(spec=spec, sql_conn_id=sql_conn_id, redis_conn_id=redis_conn_id, **kwargs)
         self.max_deletes = max_deletes
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run_stream(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
         runner = self.runner()
         spec, keys, redis = runner.spec, runner.spec.keys, runner.redis

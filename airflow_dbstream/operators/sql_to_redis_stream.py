@@ -116,7 +116,7 @@ class SqlToRedisStreamOperator(StreamOperator):
 
         return stream_lineage(self.rendered_spec(), self.sql_conn_id, self.redis_conn_id, self.log)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run_stream(self, context: Context) -> dict[str, Any]:
         request = RunRequest.from_params(context.get("params"), self.stream)
         runner = self.runner(**({} if request.start_from is None else {"start_from": request.start_from}))
         if request.action == "replay":

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys
@@ -84,7 +85,7 @@ def test_redis_down_longer_than_the_retries_fails_then_rerun_emits_the_rest(pg_t
     assert_exactly_once(client, stream, expected)
 
 
-def test_source_connection_killed_mid_read_then_rerun(pg_table, stream, redis_client, monkeypatch):
+def test_source_connection_killed_mid_read_then_rerun(pg_table, stream, redis_client, monkeypatch, capfd):
     # 20 batches of 100: the read-ahead thread is at most a few batches ahead when the backend dies.
     expected = _seed(pg_table, 2000)
 
@@ -100,9 +101,14 @@ def test_source_connection_killed_mid_read_then_rerun(pg_table, stream, redis_cl
 
     with pytest.MonkeyPatch.context() as mp:
         after_each_emit(mp, terminate_source)
-        with pytest.raises(Exception, match="terminat"):
+        with pytest.raises(Exception, match="terminat") as failure:
             run_cycle(pg_table, stream, sql=pg_table.sql + " ORDER BY id")
+    assert not isinstance(failure.value, AirflowFailException)  # a transient fault keeps Airflow's retries
     sent = redis_client.xlen(stream)  # the batches read before the backend died are sent, in order
+    out, err = capfd.readouterr()
+    failed = [line for line in (out + err).splitlines() if "the cycle failed after reading" in line]
+    assert len(failed) == 1 and f"appending {sent} messages" in failed[0], failed
+    assert "[error" in failed[0] and "clearing this task re-reads the same window" in failed[0]
     assert 100 <= sent < 2000 and sent % 100 == 0
     assert _state(redis_client, stream) is None
     assert not redis_client.exists(StreamKeys.for_stream(stream).lock)  # released on the way out
