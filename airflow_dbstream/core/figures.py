@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from airflow_dbstream.core.epoch import us_to_datetime
+from airflow_dbstream.core.epoch import datetime_to_us, us_to_datetime
 from airflow_dbstream.core.guard import Hold
 
 CYCLE_COUNTS = ("rows_read", "emitted", "duplicates", "deletes")
@@ -22,6 +23,18 @@ def lag_seconds(watermark_us: int | None, now_us: int) -> float | None:
     if watermark_us is None:
         return None
     return round((now_us - watermark_us) / 1_000_000, 3)
+
+
+def freshness(last_cycle: Any, watermark_us: int | None, now_us: int) -> dict[str, float | None]:
+    """How far behind the source the stream can be (the age of the last successful read: stays small
+    on an idle table polled on time; the one to alert on), next to the data age (since the newest
+    change committed, which grows on an idle table)."""
+    read_at = last_cycle.get("window_end") if isinstance(last_cycle, dict) else None
+    read_us = None if not read_at else datetime_to_us(datetime.fromisoformat(read_at), UTC)
+    return {
+        "freshness_seconds": None if read_us is None else round((now_us - read_us) / 1_000_000, 3),
+        "data_age_seconds": lag_seconds(watermark_us, now_us),
+    }
 
 
 def json_field(fields: dict[str, str], name: str) -> Any:
@@ -103,7 +116,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines = [
         f"stream:         {status['stream']}",
         f"watermark:      {status['watermark'] or '(none yet: the next cycle is a first cycle)'}",
-        f"lag:            {_seconds(status['lag_seconds'])}",
+        f"freshness:      {_seconds(status.get('freshness_seconds'))} (since the last successful read)",
+        f"data age:       {_seconds(status.get('data_age_seconds'))} (since the newest change streamed)",
         f"seen size:      {status['seen_size']}",
         f"stream length:  {status['stream_length']}",
     ]

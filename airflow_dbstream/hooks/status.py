@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from airflow_dbstream.core import keys as fields_of
-from airflow_dbstream.core.figures import iso, json_field, lag_seconds
+from airflow_dbstream.core.figures import freshness, iso, json_field, lag_seconds
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
 
 
@@ -67,6 +67,7 @@ def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
         "watermark": iso(watermark_us),
         "watermark_us": watermark_us,
         "lag_seconds": lag_seconds(watermark_us, now_us),
+        **freshness(json_field(fields, fields_of.LAST_CYCLE), watermark_us, now_us),
         "seen_size": int(seen_size),
         "stream_length": int(stream_length),
         "groups": _groups(groups),
@@ -81,6 +82,8 @@ def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
 def record_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
     """Keep the live figures in ``<tag>:state`` so dashboards read one hash (done after each cycle)."""
     status = stream_status(client, keys)
-    kept = {k: status[k] for k in ("lag_seconds", "seen_size", "stream_length", "groups", "checked_at")}
+    names = ("lag_seconds", "freshness_seconds", "data_age_seconds", "seen_size", "stream_length", "groups",
+             "checked_at")  # fmt: skip
+    kept = {k: status[k] for k in names}
     client.hset(keys.state, fields_of.STATUS, json.dumps(kept))
     return status

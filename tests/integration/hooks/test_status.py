@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -60,3 +61,17 @@ def test_status_of_an_unknown_stream_says_so(stream, capsys):
     captured = capsys.readouterr()
     assert "has no messages and no state" in captured.err
     assert "watermark:      (none yet" in captured.out
+
+
+def test_freshness_stays_small_on_an_idle_table_polled_on_time_while_the_data_age_grows(
+    pg_table, stream, capsys
+):
+    pg_table.insert([(1, "only change", pg_table.now())])
+    run_cycle(pg_table, stream)
+    time.sleep(2.0)
+    run_cycle(pg_table, stream)  # nothing changed: the stream is as fresh as the source
+    capsys.readouterr()  # the cycles' log lines
+    assert main(["status", "--redis-conn-id", "redis_test", "--stream", stream, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert 0 <= status["freshness_seconds"] < 1.5
+    assert status["data_age_seconds"] >= 2.0 and status["data_age_seconds"] == status["lag_seconds"]
