@@ -58,12 +58,18 @@ class CycleRunner:
     """Runs the cycles, replays and resets of one stream, each under the stream's lock."""
 
     def __init__(
-        self, spec: StreamSpec, redis: RedisStreamHook, sql_conn_id: str, log: logging.Logger
+        self,
+        spec: StreamSpec,
+        redis: RedisStreamHook,
+        sql_conn_id: str,
+        log: logging.Logger,
+        on_cycle: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.spec = spec
         self.redis = redis
         self.sql_conn_id = sql_conn_id
         self.log = log
+        self.on_cycle = on_cycle  # told each committed cycle's figures (the operator: Airflow metrics)
         self._pipeline: Pipeline | None = None  # this cycle's, for what it did before a failure
         self._window: Window | None = None
 
@@ -96,6 +102,8 @@ class CycleRunner:
             raise
         client = self.redis.get_conn()
         faults.call("status", self.spec.stream, lambda: record_status(client, self.spec.keys))
+        if self.on_cycle is not None:
+            self.on_cycle(figures)
         return figures
 
     def cycles_for(self, run_for: timedelta, poll_interval: timedelta) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.operators.metrics import emit_cycle_metrics
 
 
 class BadInputFailure(AirflowFailException, DbStreamInputError):
@@ -58,4 +59,6 @@ class StreamOperator(BaseOperator):
     def runner(self, **changes: Any) -> CycleRunner:
         """This run's cycle runner: the rendered spec, one Redis hook (one pool, scripts loaded once)."""
         redis = RedisStreamHook(self.redis_conn_id)
-        return CycleRunner(self.rendered_spec(**changes), redis, self.sql_conn_id, self.log)
+        return CycleRunner(
+            self.rendered_spec(**changes), redis, self.sql_conn_id, self.log, emit_cycle_metrics
+        )
