@@ -151,6 +151,7 @@ class Snapshot:
             after=cursor is not None,
             limit=self.chunk_size,
             quote=self.source.identifier_quote,
+            dialect=self.source.kind,
         )
         chunk = QueryTotals()
         try:
@@ -185,7 +186,7 @@ class Snapshot:
 
     def _count(self, params: Mapping[str, Any]) -> int | None:
         """The row count for the progress estimate; a failure here is the SQL's, reported clearly."""
-        sql = count_sql(self.spec.sql)
+        sql = count_sql(self.spec.sql, self.source.kind)
         try:
             for _columns, rows in self.source.batches(sql, params, 1):
                 return int(rows[0][0])

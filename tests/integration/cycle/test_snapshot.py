@@ -164,6 +164,27 @@ def test_sql_that_cannot_be_chunked_gets_a_clear_error(source, stream, redis_cli
     assert figures["emitted"] == 10
 
 
+TAILS = [
+    ";",
+    " -- a comment",
+    ";\n-- a comment line after the semicolon",
+    "; -- both on one line",
+    " /* a block */ ;",
+    ";\n/* a block\n   over lines */\n",
+    "\n-- one\n; /* two */ -- three\n",
+]
+
+
+@pytest.mark.parametrize("tail", TAILS)
+def test_sql_ending_in_semicolons_and_comments_is_read_in_chunks(source, stream, redis_client, tail):
+    _fill(source, 250, source.now() - timedelta(hours=2))
+    sql = source.sql + tail
+    figures = run_cycle(source, stream, sql=sql, snapshot_chunk_size=100, batch_size=50)
+    assert figures["emitted"] == 250 and watermark(redis_client, stream) is not None
+    source.set(7, "changed", source.now())
+    assert run_cycle(source, stream, sql=sql)["emitted"] == 1  # and the window runs it as written
+
+
 def test_progress_is_logged_per_chunk(pg_table, stream, capfd):
     _fill(pg_table, 500, pg_table.now() - timedelta(hours=2))
     run_cycle(pg_table, stream, snapshot_chunk_size=100)

@@ -54,6 +54,17 @@ def test_keyset_pages_visit_every_row_once_with_ties_on_epoch_and_composite_keys
     assert db.execute(count_sql(author), {"window_start": "2000"}).fetchone() == (120,)
 
 
+def test_every_wrapper_takes_the_sql_without_its_trailing_semicolon_and_comments():
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER, u TEXT)")
+    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"2026-01-01 00:00:0{i}") for i in range(5)])
+    author = "SELECT id, u FROM t WHERE u >= :window_start; -- the last line\n/* and a block */"
+    chunk = chunk_sql(author, ["u", "id"], after=False, limit=10, dialect="sqlite")
+    assert ";" not in chunk and "the last line" not in chunk
+    assert len(db.execute(chunk, {"window_start": "2000"}).fetchall()) == 5
+    assert db.execute(count_sql(author, "sqlite"), {"window_start": "2000"}).fetchone() == (5,)
+
+
 @pytest.mark.parametrize(
     "value",
     [
