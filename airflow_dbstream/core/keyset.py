@@ -7,7 +7,8 @@ The author's SELECT is wrapped as a derived table and never edited:
     ORDER BY <epoch>, <pkey...> LIMIT <chunk>
 
 The SQL is taken through ``sqltext.statement`` first, so a trailing ``;`` or comment cannot end the
-derived table early.
+derived table early. Rows with a NULL epoch or key cannot be paged (a NULL compares as neither before
+nor after the cursor): ``unpaged_sql`` reads them apart, for the pipeline's row checks to name them.
 
 The comparison is spelled out with AND/OR instead of a row value ``(a, b) > (x, y)``, which some
 databases lack or cannot index; its leading ``epoch >= :e`` lets an index on the epoch column serve it.
@@ -74,6 +75,12 @@ def chunk_sql(
         f"{derived(sql, 'dbstream_snapshot', dialect)}{where}\n"
         f"ORDER BY {', '.join(quoted)}\nLIMIT {int(limit)}"
     )
+
+
+def unpaged_sql(sql: str, order_columns: Sequence[str], *, quote: str = '"', dialect: str = "generic") -> str:
+    """The rows no chunk reads: a NULL in the epoch or a key column (all of them bad rows)."""
+    nulls = " OR ".join(f"{quote_identifier(c, quote)} IS NULL" for c in order_columns)
+    return f"{derived(sql, 'dbstream_snapshot', dialect)}\nWHERE {nulls}"
 
 
 def count_sql(sql: str, dialect: str = "generic") -> str:

@@ -10,7 +10,14 @@ from decimal import Decimal
 import pytest
 
 from airflow_dbstream.core.deletes import is_deleted
-from airflow_dbstream.core.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
+from airflow_dbstream.core.keyset import (
+    chunk_sql,
+    count_sql,
+    cursor_params,
+    dump_cursor,
+    load_cursor,
+    unpaged_sql,
+)
 from airflow_dbstream.cycle.snapshot import eta_text, progress
 
 
@@ -63,6 +70,17 @@ def test_every_wrapper_takes_the_sql_without_its_trailing_semicolon_and_comments
     assert ";" not in chunk and "the last line" not in chunk
     assert len(db.execute(chunk, {"window_start": "2000"}).fetchall()) == 5
     assert db.execute(count_sql(author, "sqlite"), {"window_start": "2000"}).fetchone() == (5,)
+
+
+def test_the_rows_no_chunk_pages_are_those_with_a_null_epoch_or_key():
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (r TEXT, id INTEGER, u TEXT)")
+    rows = [("eu", 1, "2026"), ("eu", None, "2026"), (None, 3, "2026"), ("us", 4, None), ("us", 5, "2027")]
+    db.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+    sql = unpaged_sql("SELECT * FROM t WHERE u >= :window_start OR u IS NULL;", ["u", "r", "id"])
+    assert sorted(db.execute(sql, {"window_start": "2000"}).fetchall(), key=repr) == sorted(
+        rows[1:4], key=repr
+    )
 
 
 @pytest.mark.parametrize(
