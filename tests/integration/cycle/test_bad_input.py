@@ -96,6 +96,16 @@ def test_connection_that_is_not_sql(source, stream, redis_client, primed, monkey
     _assert_unchanged(redis_client, stream, primed)
 
 
+def test_connection_whose_provider_is_not_installed(source, stream, redis_client, primed, monkeypatch):
+    set_connection(monkeypatch, "crm_api", {"conn_type": "http", "host": "example.com"})
+    with pytest.raises(DbStreamInputError) as err:
+        run_cycle(source, stream, sql_conn_id="crm_api")
+    message = str(err.value)
+    assert "sql_conn_id 'crm_api' is a 'http' connection" in message
+    assert "pip install apache-airflow-providers-http" in message
+    _assert_unchanged(redis_client, stream, primed)
+
+
 def test_unencodable_value_names_the_column(pg_table, stream, redis_client):
     pg_table.insert([(1, "x", pg_table.now())])
     sql = pg_table.sql.replace("SELECT id,", "SELECT id, int4range(1, 5) AS location,")
