@@ -12,6 +12,7 @@ Dialects (``Source.kind``): ``postgres`` (dollar quotes, nested ``/* */``, ``E'.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
 _IDENTIFIER_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\uffff]")
@@ -22,19 +23,40 @@ def statement(sql: str, dialect: str = "generic") -> str:
 
     A second statement after a ``;`` is left in place, so the database reports it as it would."""
     end = 0  # the end of the last token that is neither a blank, a ';' nor a comment
+    for _start, stop, kind in _spans(sql, dialect):
+        if kind == CODE:
+            end = stop
+    return sql[:end].strip()
+
+
+def without_comments(sql: str, dialect: str = "generic") -> str:
+    """The SQL with each comment blanked: what the database reads of it (e.g. which parameters)."""
+    pieces = (sql[start:stop] for start, stop, _kind in _spans(sql, dialect))
+    kinds = (kind for _start, _stop, kind in _spans(sql, dialect))
+    return "".join(
+        ("\n" if "\n" in piece else " ") if kind == COMMENT else piece
+        for piece, kind in zip(pieces, kinds, strict=True)
+    )
+
+
+CODE, COMMENT, BLANK = "code", "comment", "blank"
+
+
+def _spans(sql: str, dialect: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, kind) of each piece of the SQL in order: a code token, a comment, a blank or ';'."""
     i, n = 0, len(sql)
     while i < n:
         skipped = _skip_comment(sql, i, dialect)
         if skipped is not None:
+            yield i, skipped, COMMENT
             i = skipped
-            continue
-        char = sql[i]
-        if char.isspace() or char == ";":
+        elif sql[i].isspace() or sql[i] == ";":
+            yield i, i + 1, BLANK
             i += 1
-            continue
-        i = _token_end(sql, i, dialect)
-        end = i
-    return sql[:end].strip()
+        else:
+            end = _token_end(sql, i, dialect)
+            yield i, end, CODE
+            i = end
 
 
 def _skip_comment(sql: str, i: int, dialect: str) -> int | None:

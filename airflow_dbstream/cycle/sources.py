@@ -26,6 +26,7 @@ from airflow_dbstream.core.epoch import (
 )
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.guard import BLIND, OFF, ON, SINGLE_WRITER, OpenTransactions
+from airflow_dbstream.core.sqltext import without_comments
 
 Batch = tuple[list[str], Sequence[Sequence[Any]]]
 
@@ -89,7 +90,7 @@ class Source:
         return re.search(self.named_placeholder.format(name=re.escape(name)), sql) is not None
 
     def check_sql(self, sql: str, stream: str) -> None:
-        if not self.binds(sql, "window_start"):
+        if not self.binds(without_comments(sql, self.kind), "window_start"):  # not in a comment only
             raise DbStreamInputError(
                 f"Stream {stream!r}: the SQL does not bind window_start, so every cycle would read the "
                 f"whole table. Filter on the epoch column with {self.placeholder_example}, e.g. "

@@ -79,6 +79,13 @@ def test_sql_that_does_not_bind_window_start(source, stream, redis_client, prime
     _assert_unchanged(redis_client, stream, primed)
 
 
+def test_sql_that_binds_window_start_only_in_a_comment(source, stream, redis_client, primed):
+    sql = source.sql.split(" WHERE ")[0] + f" -- WHERE updated_at >= {source.param('window_start')}"
+    with pytest.raises(DbStreamInputError, match="does not bind window_start"):
+        run_cycle(source, stream, sql=sql)
+    _assert_unchanged(redis_client, stream, primed)
+
+
 def test_unknown_connection_id(source, stream, redis_client, primed):
     with pytest.raises(
         DbStreamInputError, match=r"sql_conn_id 'no_such_db' is not defined.*AIRFLOW_CONN_NO_SUCH_DB"

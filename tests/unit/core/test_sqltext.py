@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_dbstream.core.sqltext import statement
+from airflow_dbstream.core.sqltext import statement, without_comments
 
 BODY = "SELECT id, name FROM t WHERE u >= :window_start"
 DIALECTS = ["postgres", "mysql", "sqlite", "generic"]
@@ -76,3 +76,9 @@ def test_a_second_statement_is_left_for_the_database_to_refuse():
 def test_unterminated_literals_and_comments_are_left_as_they_are():
     assert statement("SELECT 'open -- ;", "postgres") == "SELECT 'open -- ;"
     assert statement("SELECT 1 /* open", "postgres") == "SELECT 1 /* open"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_without_comments_blanks_each_comment_and_keeps_the_rest(dialect):
+    sql = "SELECT id -- >= :window_start\nFROM t /* :window_start */ WHERE note = '-- kept'"
+    assert without_comments(sql, dialect) == "SELECT id \nFROM t   WHERE note = '-- kept'"
