@@ -256,6 +256,18 @@ def test_sql_ending_in_semicolons_and_comments_is_read_in_chunks(source, stream,
     assert run_cycle(source, stream, sql=sql)["emitted"] == 1  # and the window runs it as written
 
 
+def test_each_databases_own_comments_and_quotes_in_a_chunked_first_load(source, stream, redis_client):
+    """MySQL's '#' comments, Postgres's dollar quotes, ';' and '--' inside literals: only what trails
+    the last token is cut."""
+    _fill(source, 250, source.now() - timedelta(hours=2))
+    literal = "$x$ ; -- $x$" if source.kind == "postgres" else "' ; -- '"
+    tail = ";\n# a MySQL comment\n" if source.kind == "mariadb" else ";\n-- a comment\n"
+    sql = source.sql.replace("SELECT id,", f"SELECT {literal} AS note, id,") + tail
+    figures = run_cycle(source, stream, sql=sql, snapshot_chunk_size=100, batch_size=50)
+    assert figures["emitted"] == 250
+    assert {json.loads(m["payload"])["note"] for m in read_stream(redis_client, stream)} == {" ; -- "}
+
+
 def test_progress_is_logged_per_chunk(pg_table, stream, capfd):
     _fill(pg_table, 500, pg_table.now() - timedelta(hours=2))
     run_cycle(pg_table, stream, snapshot_chunk_size=100)
