@@ -6,6 +6,10 @@ The author's SELECT is wrapped as a derived table and never edited:
     WHERE <(epoch, pkey) after the cursor>
     ORDER BY <epoch>, <pkey...> LIMIT <chunk>
 
+The SQL is taken through ``sqltext.statement`` first, so a trailing ``;`` or comment cannot end the
+derived table early. Rows with a NULL epoch or key cannot be paged (a NULL compares as neither before
+nor after the cursor): ``unpaged_sql`` reads them apart, for the pipeline's row checks to name them.
+
 The comparison is spelled out with AND/OR instead of a row value ``(a, b) > (x, y)``, which some
 databases lack or cannot index; its leading ``epoch >= :e`` lets an index on the epoch column serve it.
 """
@@ -21,6 +25,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from airflow_dbstream.core.sqltext import statement
+
 CURSOR_PARAM = "dbstream_k{}"
 
 
@@ -29,12 +35,10 @@ def quote_identifier(name: str, quote: str = '"') -> str:
     return quote + name.replace(quote, quote * 2) + quote
 
 
-def strip_sql(sql: str) -> str:
-    """The author's SQL without trailing blanks and semicolons, so it can sit inside parentheses."""
-    text = sql.strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
-    return text
+def derived(sql: str, alias: str, dialect: str = "generic", select: str = "*") -> str:
+    """``SELECT <select> FROM (<the author's one statement>) AS alias``: how every wrapper wraps the SQL."""
+    # The newline before ')' ends a '-- comment' inside the author's SQL.
+    return f"SELECT {select} FROM (\n{statement(sql, dialect)}\n) AS {alias}"
 
 
 def placeholder_style(sql: str) -> Callable[[str], str]:
@@ -55,20 +59,32 @@ def after_cursor(quoted: Sequence[str], placeholder: Callable[[str], str]) -> st
     return f"{quoted[0]} >= {params[0]} AND ({either})"
 
 
-def chunk_sql(sql: str, order_columns: Sequence[str], *, after: bool, limit: int, quote: str = '"') -> str:
+def chunk_sql(
+    sql: str,
+    order_columns: Sequence[str],
+    *,
+    after: bool,
+    limit: int,
+    quote: str = '"',
+    dialect: str = "generic",
+) -> str:
     """One chunk of the snapshot: the next ``limit`` rows after the cursor (or the first ones)."""
     quoted = [quote_identifier(c, quote) for c in order_columns]
-    inner = strip_sql(sql)
-    where = f"\nWHERE {after_cursor(quoted, placeholder_style(inner))}" if after else ""
-    # The newline before ')' ends a trailing '-- comment' in the author's SQL.
+    where = f"\nWHERE {after_cursor(quoted, placeholder_style(sql))}" if after else ""
     return (
-        f"SELECT * FROM (\n{inner}\n) AS dbstream_snapshot{where}\n"
+        f"{derived(sql, 'dbstream_snapshot', dialect)}{where}\n"
         f"ORDER BY {', '.join(quoted)}\nLIMIT {int(limit)}"
     )
 
 
-def count_sql(sql: str) -> str:
-    return f"SELECT COUNT(*) FROM (\n{strip_sql(sql)}\n) AS dbstream_count"
+def unpaged_sql(sql: str, order_columns: Sequence[str], *, quote: str = '"', dialect: str = "generic") -> str:
+    """The rows no chunk reads: a NULL in the epoch or a key column (all of them bad rows)."""
+    nulls = " OR ".join(f"{quote_identifier(c, quote)} IS NULL" for c in order_columns)
+    return f"{derived(sql, 'dbstream_snapshot', dialect)}\nWHERE {nulls}"
+
+
+def count_sql(sql: str, dialect: str = "generic") -> str:
+    return derived(sql, "dbstream_count", dialect, select="COUNT(*)")
 
 
 def cursor_params(values: Sequence[Any]) -> dict[str, Any]:

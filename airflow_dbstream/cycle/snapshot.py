@@ -4,6 +4,11 @@ A crash or a killed task resumes after the last chunk committed; the chunk that 
 again and its rows already emitted are duplicates to ``seen``. The watermark is committed only when
 the whole table is covered, and never past the database's clock at the snapshot's start, so the first
 normal cycle re-reads everything changed while the snapshot ran.
+
+It reads what a window reads, checked as a window checks it: first the author's SQL itself, unwrapped,
+over an empty window (its columns go through the row encoder's checks, and its own failure is reported
+as it is, never as the chunking's); then the rows no chunk can page (a NULL epoch or key), through the
+pipeline, whose encoder names them; then the chunks.
 """
 
 from __future__ import annotations
@@ -15,9 +20,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_dbstream.core import keys as state_fields
+from airflow_dbstream.core.encoding import RowEncoder
 from airflow_dbstream.core.epoch import SNAPSHOT_START_US
 from airflow_dbstream.core.errors import DbStreamInputError
-from airflow_dbstream.core.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
+from airflow_dbstream.core.keyset import (
+    chunk_sql,
+    count_sql,
+    cursor_params,
+    dump_cursor,
+    load_cursor,
+    unpaged_sql,
+)
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals
@@ -112,6 +125,7 @@ class Snapshot:
             resumed_at_rows=done,
         )
         cursor = load_cursor(fields[CURSOR]) if fields.get(CURSOR) else None
+        self._check_sql(started_us)
         params = self.source.window_params(self.spec.parameters, SNAPSHOT_START_US, started_us)
         total = int(fields[TOTAL]) if fields.get(TOTAL) else None
         if not fields.get(STARTED):
@@ -119,6 +133,7 @@ class Snapshot:
             self.redis.save_fields(self.keys, {STARTED: started_us, ROWS: 0, TOTAL: total})
         else:
             self.log.info("Snapshot of stream %s resumes after %d rows", self.keys.stream, done)
+        self._read_unpaged(params, done)
         clock = time.monotonic()
         while True:
             chunk = self._read_chunk(params, cursor, done, first=result.rows_read == 0)
@@ -141,6 +156,24 @@ class Snapshot:
                 break
         return result
 
+    def _check_sql(self, started_us: int) -> None:
+        """The author's SQL as a window cycle runs it, over an empty window at the snapshot's start, its
+        columns checked as every path checks them: what fails here is the SQL's own, reported as is."""
+        params = self.source.window_params(self.spec.parameters, started_us, started_us)
+        try:
+            columns = self.source.columns(self.spec.sql, params)
+        finally:
+            self.source.end_chunk()
+        RowEncoder(self.spec, columns)  # raises the error naming the missing columns and those returned
+
+    def _read_unpaged(self, params: Mapping[str, Any], done: int) -> None:
+        """The rows whose epoch or key is NULL, which no chunk reads: the encoder names the first one."""
+        sql = unpaged_sql(
+            self.spec.sql, self.order_columns, quote=self.source.identifier_quote, dialect=self.source.kind
+        )
+        if self._read(sql, params, done, explain=True).rows_read:  # the encoder refuses every such row
+            raise RuntimeError(f"Stream {self.keys.stream!r}: a row with a NULL epoch or key was not refused")
+
     def _read_chunk(
         self, params: Mapping[str, Any], cursor: list[Any] | None, done: int, *, first: bool
     ) -> QueryTotals:
@@ -151,20 +184,24 @@ class Snapshot:
             after=cursor is not None,
             limit=self.chunk_size,
             quote=self.source.identifier_quote,
+            dialect=self.source.kind,
         )
-        chunk = QueryTotals()
+        return self._read(sql, {**params, **cursor_params(cursor or [])}, done, explain=first)
+
+    def _read(self, sql: str, params: Mapping[str, Any], done: int, *, explain: bool) -> QueryTotals:
+        """One wrapped query through the pipeline; with ``explain``, a SQL failure before any row is
+        explained as the wrapper's (the author's SQL itself ran in ``_check_sql``)."""
+        totals = QueryTotals()
         try:
-            self.pipeline.run(
-                self.source, sql, {**params, **cursor_params(cursor or [])}, rows_before=done, totals=chunk
-            )
+            self.pipeline.run(self.source, sql, params, rows_before=done, totals=totals)
         except DbStreamInputError:
             raise
         except Exception as exc:
-            if not first or chunk.rows_read or not _looks_like_sql_error(exc):
+            if not explain or totals.rows_read or not _looks_like_sql_error(exc):
                 raise
             raise self._wrap_error(exc, sql) from exc
         self.source.end_chunk()
-        return chunk
+        return totals
 
     def _record(self, last_row: Sequence[Any], result: SnapshotResult, done: int) -> list[Any]:
         """Keep the progress after a chunk and trim ``seen`` below what can be read again; the new cursor."""
@@ -185,7 +222,7 @@ class Snapshot:
 
     def _count(self, params: Mapping[str, Any]) -> int | None:
         """The row count for the progress estimate; a failure here is the SQL's, reported clearly."""
-        sql = count_sql(self.spec.sql)
+        sql = count_sql(self.spec.sql, self.source.kind)
         try:
             for _columns, rows in self.source.batches(sql, params, 1):
                 return int(rows[0][0])

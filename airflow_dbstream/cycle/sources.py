@@ -26,6 +26,7 @@ from airflow_dbstream.core.epoch import (
 )
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.guard import BLIND, OFF, ON, SINGLE_WRITER, OpenTransactions
+from airflow_dbstream.core.sqltext import without_comments
 
 Batch = tuple[list[str], Sequence[Sequence[Any]]]
 
@@ -89,7 +90,7 @@ class Source:
         return re.search(self.named_placeholder.format(name=re.escape(name)), sql) is not None
 
     def check_sql(self, sql: str, stream: str) -> None:
-        if not self.binds(sql, "window_start"):
+        if not self.binds(without_comments(sql, self.kind), "window_start"):  # not in a comment only
             raise DbStreamInputError(
                 f"Stream {stream!r}: the SQL does not bind window_start, so every cycle would read the "
                 f"whole table. Filter on the epoch column with {self.placeholder_example}, e.g. "
@@ -143,9 +144,20 @@ class Source:
         return bound_slack_us(start_us, self.tz, self.epoch_unit)
 
     def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
-        with closing(self.conn.cursor()) as cursor:
+        with closing(self.streaming_cursor(batch_size)) as cursor:
             cursor.execute(sql, parameters)
             yield from _fetch(cursor, batch_size)
+
+    def columns(self, sql: str, parameters: Mapping[str, Any]) -> list[str]:
+        """The names of the columns the SQL returns, as ``batches`` reads them, fetching one row at most."""
+        with closing(self.streaming_cursor(1)) as cursor:
+            cursor.execute(sql, parameters)
+            cursor.fetchmany(1)  # some drivers (psycopg2 named cursors) describe the result only now
+            return _columns(cursor)
+
+    def streaming_cursor(self, batch_size: int) -> Any:
+        """A cursor that fetches rows as they are asked for, with bounded memory."""
+        return self.conn.cursor()
 
 
 class PostgresSource(Source):
@@ -200,13 +212,11 @@ class PostgresSource(Source):
         # Aware: Postgres converts naive columns with the session's TimeZone, dates at its midnight.
         return us_to_datetime(second_bound(epoch_us, is_end=is_end))
 
-    def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
+    def streaming_cursor(self, batch_size: int) -> Any:
         cursor = self.conn.cursor(name=f"dbstream_{uuid.uuid4().hex}")
         if hasattr(cursor, "itersize"):  # psycopg2
             cursor.itersize = batch_size
-        with closing(cursor):
-            cursor.execute(sql, parameters)
-            yield from _fetch(cursor, batch_size)
+        return cursor
 
 
 class SqliteSource(Source):
@@ -297,12 +307,7 @@ class MySqlSource(Source):
             return us_to_number(epoch_us, self.epoch_unit, round_up=is_end)
         return us_to_naive_bound(epoch_us, self.tz, is_end=is_end)
 
-    def batches(self, sql: str, parameters: Mapping[str, Any], batch_size: int) -> Iterator[Batch]:
-        with closing(self._unbuffered_cursor()) as cursor:
-            cursor.execute(sql, parameters)
-            yield from _fetch(cursor, batch_size)
-
-    def _unbuffered_cursor(self) -> Any:
+    def streaming_cursor(self, batch_size: int) -> Any:
         if type(self.conn).__module__.startswith("MySQLdb"):
             from MySQLdb.cursors import SSCursor  # mysqlclient's default cursor loads the whole result
 
@@ -313,11 +318,16 @@ class MySqlSource(Source):
 def _fetch(cursor: Any, batch_size: int) -> Iterator[Batch]:
     rows = cursor.fetchmany(batch_size)
     # Some drivers (psycopg2 named cursors) describe the result only after the first fetch.
-    columns = [d[0] for d in cursor.description or ()]
-    if not columns:
-        raise DbStreamInputError("The SQL returned no result set; it must be a single SELECT.")
+    columns = _columns(cursor)
     while rows:
         yield columns, rows
         if len(rows) < batch_size:  # DB-API: fewer rows than asked for means none are left
             return
         rows = cursor.fetchmany(batch_size)
+
+
+def _columns(cursor: Any) -> list[str]:
+    columns = [d[0] for d in cursor.description or ()]
+    if not columns:
+        raise DbStreamInputError("The SQL returned no result set; it must be a single SELECT.")
+    return columns

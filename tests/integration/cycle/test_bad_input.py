@@ -79,6 +79,13 @@ def test_sql_that_does_not_bind_window_start(source, stream, redis_client, prime
     _assert_unchanged(redis_client, stream, primed)
 
 
+def test_sql_that_binds_window_start_only_in_a_comment(source, stream, redis_client, primed):
+    sql = source.sql.split(" WHERE ")[0] + f" -- WHERE updated_at >= {source.param('window_start')}"
+    with pytest.raises(DbStreamInputError, match="does not bind window_start"):
+        run_cycle(source, stream, sql=sql)
+    _assert_unchanged(redis_client, stream, primed)
+
+
 def test_unknown_connection_id(source, stream, redis_client, primed):
     with pytest.raises(
         DbStreamInputError, match=r"sql_conn_id 'no_such_db' is not defined.*AIRFLOW_CONN_NO_SUCH_DB"
@@ -93,6 +100,16 @@ def test_connection_that_is_not_sql(source, stream, redis_client, primed, monkey
         DbStreamInputError, match=r"'not_sql' is a 'redis' connection .*not a SQL \(DbApiHook\)"
     ):
         run_cycle(source, stream, sql_conn_id="not_sql")
+    _assert_unchanged(redis_client, stream, primed)
+
+
+def test_connection_whose_provider_is_not_installed(source, stream, redis_client, primed, monkeypatch):
+    set_connection(monkeypatch, "crm_api", {"conn_type": "http", "host": "example.com"})
+    with pytest.raises(DbStreamInputError) as err:
+        run_cycle(source, stream, sql_conn_id="crm_api")
+    message = str(err.value)
+    assert "sql_conn_id 'crm_api' is a 'http' connection" in message
+    assert "pip install apache-airflow-providers-http" in message
     _assert_unchanged(redis_client, stream, primed)
 
 

@@ -44,6 +44,27 @@ def test_replay_resends_the_range_marked_and_leaves_dedup_state_alone(pg_table, 
     assert "last_replay" in {k.decode() for k in redis_client.hkeys("{" + stream + "}:state")}
 
 
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            ("updated_at FROM", "CASE WHEN id = 3 THEN NULL ELSE updated_at END AS updated_at FROM"),
+            r"column 'updated_at' of row \d+ \(pkey '3'\) is NULL",
+        ),
+        (("SELECT id,", "SELECT id AS customer_id,"), r"no column 'id'; it returned \['customer_id', 'name'"),
+    ],
+)
+def test_replay_checks_its_rows_as_a_window_does(source, stream, redis_client, change, error):
+    now = source.now()
+    source.insert([(i, f"customer {i}", now - timedelta(minutes=i)) for i in range(1, 6)])
+    run_cycle(source, stream)
+    operator = make_operator(source, stream, sql=source.sql.replace(*change))
+    params = {"action": "replay", "replay_from": (now - timedelta(hours=1)).isoformat()}
+    with pytest.raises(DbStreamInputError, match=error):
+        operator.execute(context={"params": params, "run_id": "manual__bad"})
+    assert not [m for m in read_stream(redis_client, stream) if "replay" in m]
+
+
 def test_replay_to_now_by_default(pg_table, stream, redis_client):
     now = pg_table.now()
     pg_table.insert([(i, "x", now - timedelta(minutes=i)) for i in range(1, 4)])

@@ -151,17 +151,121 @@ def test_snapshot_reads_rows_changed_ahead_of_its_cursor_once(source, stream, re
     assert [m["pkey"] for m in messages].count("900") == 1
 
 
-def test_sql_that_cannot_be_chunked_gets_a_clear_error(source, stream, redis_client):
+def test_a_column_the_sql_does_not_return_gets_the_columns_error_not_the_chunking_one(
+    source, stream, redis_client
+):
+    """The first load checks the author's SQL as a window does before it wraps it: every database
+    names the missing column and lists those returned, and points at no chunking setting."""
     _fill(source, 10, source.now() - timedelta(hours=2))
     sql = source.sql.replace("SELECT id, name, updated_at", "SELECT id, name, updated_at AS modified")
-    # Postgres and MariaDB refuse the ORDER BY on a column the SQL does not return; SQLite reads the
-    # quoted name as a string and the row encoder names the missing column. Either way: a clear error.
-    expected = "no column" if source.kind == "sqlite" else r"(?s)derived table.*snapshot_chunk_size=None"
-    with pytest.raises(DbStreamInputError, match=expected):
+    with pytest.raises(
+        DbStreamInputError, match=r"no column 'updated_at'; it returned \['id', 'name', 'modified'\]"
+    ):
         run_cycle(source, stream, sql=sql)
+    with pytest.raises(DbStreamInputError) as err:
+        run_cycle(source, stream, pkey_column="customer_id")
+    assert "no column 'customer_id'; it returned ['id', 'name', 'updated_at']" in str(err.value)
+    assert "chunks" not in str(err.value) and "snapshot_chunk_size" not in str(err.value)
     assert redis_client.xlen(stream) == 0 and watermark(redis_client, stream) is None
-    figures = run_cycle(source, stream, sql=sql, epoch_column="modified", snapshot_chunk_size=None)
+    figures = run_cycle(source, stream, sql=sql, epoch_column="modified")
     assert figures["emitted"] == 10
+
+
+def test_sql_that_fails_on_its_own_gets_the_databases_error_not_the_chunking_one(source, stream):
+    sql = source.sql.replace(f"FROM {source.name}", "FROM dbstream_no_such_table")
+    with pytest.raises(Exception) as err:
+        run_cycle(source, stream, sql=sql)
+    assert "no_such_table" in str(err.value) and "chunks" not in str(err.value)
+
+
+def test_sql_the_chunks_cannot_order_gets_the_chunking_error(pg_table, stream, redis_client):
+    """The author's SQL runs (its columns are there), its wrapping does not: explained as the wrapper's."""
+    _fill(pg_table, 10, pg_table.now() - timedelta(hours=2))
+    sql = pg_table.sql.replace("SELECT id,", "SELECT to_json(id) AS id,")  # json has no ordering
+    with pytest.raises(
+        DbStreamInputError, match=r"(?s)could not read the SQL in chunks.*snapshot_chunk_size=None"
+    ):
+        run_cycle(pg_table, stream, sql=sql)
+    assert redis_client.xlen(stream) == 0 and watermark(redis_client, stream) is None
+
+
+BAD_ROWS = {
+    "null epoch": (
+        ("updated_at FROM", "CASE WHEN id = 150 THEN NULL ELSE updated_at END AS updated_at FROM"),
+        r"column 'updated_at' of row \d+ \(pkey '150'\) is NULL",
+    ),
+    "null key": (
+        ("SELECT id,", "SELECT CASE WHEN id = 150 THEN NULL ELSE id END AS id,"),
+        r"column 'id' of row \d+ is NULL; a primary key cannot be NULL",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_ROWS))
+def test_a_null_epoch_or_key_in_a_middle_chunk_stops_the_first_load(source, stream, redis_client, bad):
+    """Three chunks, the bad row in the second: a keyset page never returns a NULL epoch or key (on
+    Postgres they sort last, past every cursor), so the first load reads such rows apart, first, and
+    fails with the window's error instead of leaving the row out."""
+    _fill(source, 250, source.now() - timedelta(hours=2))
+    (old, new), error = BAD_ROWS[bad]
+    sql = source.sql.replace(old, new)
+    with pytest.raises(DbStreamInputError, match=error):
+        run_cycle(source, stream, sql=sql, snapshot_chunk_size=100, batch_size=50)
+    assert redis_client.xlen(stream) == 0  # found before any chunk was read
+    assert watermark(redis_client, stream) is None
+    # Resumed with the row fixed (here: the SQL), the first load reads every row once.
+    figures = run_cycle(source, stream, snapshot_chunk_size=100, batch_size=50)
+    assert figures["emitted"] == 250 and watermark(redis_client, stream) is not None
+    assert len({m["pkey"] for m in read_stream(redis_client, stream)}) == 250
+
+
+def test_an_unencodable_value_in_a_middle_chunk_stops_the_first_load_there(pg_table, stream, redis_client):
+    _fill(pg_table, 250, pg_table.now() - timedelta(hours=2))
+    sql = pg_table.sql.replace(
+        "SELECT id,", "SELECT id, CASE WHEN id = 150 THEN int4range(1, 5) END AS location,"
+    )
+    with pytest.raises(DbStreamInputError, match=r"column 'location' of row 150 \(pkey '150'\).*cast it"):
+        run_cycle(pg_table, stream, sql=sql, snapshot_chunk_size=100, batch_size=50)
+    assert 100 <= redis_client.xlen(stream) < 150  # the first chunk went out, not the bad row's batch
+    assert watermark(redis_client, stream) is None
+    fixed = sql.replace("int4range(1, 5)", "int4range(1, 5)::text")
+    run_cycle(pg_table, stream, sql=fixed, snapshot_chunk_size=100, batch_size=50)
+    messages = read_stream(redis_client, stream)
+    assert len(messages) == 250 and len({m["pkey"] for m in messages}) == 250
+    assert watermark(redis_client, stream) is not None
+
+
+TAILS = [
+    ";",
+    " -- a comment",
+    ";\n-- a comment line after the semicolon",
+    "; -- both on one line",
+    " /* a block */ ;",
+    ";\n/* a block\n   over lines */\n",
+    "\n-- one\n; /* two */ -- three\n",
+]
+
+
+@pytest.mark.parametrize("tail", TAILS)
+def test_sql_ending_in_semicolons_and_comments_is_read_in_chunks(source, stream, redis_client, tail):
+    _fill(source, 250, source.now() - timedelta(hours=2))
+    sql = source.sql + tail
+    figures = run_cycle(source, stream, sql=sql, snapshot_chunk_size=100, batch_size=50)
+    assert figures["emitted"] == 250 and watermark(redis_client, stream) is not None
+    source.set(7, "changed", source.now())
+    assert run_cycle(source, stream, sql=sql)["emitted"] == 1  # and the window runs it as written
+
+
+def test_each_databases_own_comments_and_quotes_in_a_chunked_first_load(source, stream, redis_client):
+    """MySQL's '#' comments, Postgres's dollar quotes, ';' and '--' inside literals: only what trails
+    the last token is cut."""
+    _fill(source, 250, source.now() - timedelta(hours=2))
+    literal = "$x$ ; -- $x$" if source.kind == "postgres" else "' ; -- '"
+    tail = ";\n# a MySQL comment\n" if source.kind == "mariadb" else ";\n-- a comment\n"
+    sql = source.sql.replace("SELECT id,", f"SELECT {literal} AS note, id,") + tail
+    figures = run_cycle(source, stream, sql=sql, snapshot_chunk_size=100, batch_size=50)
+    assert figures["emitted"] == 250
+    assert {json.loads(m["payload"])["note"] for m in read_stream(redis_client, stream)} == {" ; -- "}
 
 
 def test_progress_is_logged_per_chunk(pg_table, stream, capfd):

@@ -122,6 +122,19 @@ def test_max_deletes_guards_against_an_empty_key_query(source, stream, redis_cli
     assert redis_client.xlen(stream) == 10
 
 
+def test_a_null_or_missing_key_gets_the_windows_error_and_no_tombstone(source, stream, redis_client):
+    """The key scan checks its rows as a window does: a NULL key names its column and row, a missing
+    key column lists the columns returned; either way no key is judged deleted."""
+    source.insert([(i, f"c{i}", source.now() - timedelta(hours=2)) for i in range(1, 11)])
+    run_cycle(source, stream, track_keys=True)
+    null_key = f"SELECT CASE WHEN id = 5 THEN NULL ELSE id END AS id FROM {source.name}"
+    with pytest.raises(DbStreamInputError, match=r"column 'id' of row \d+ is NULL; a primary key cannot"):
+        reconcile(source, stream, sql=null_key)
+    with pytest.raises(DbStreamInputError, match=r"no column 'customer_id'; it returned \['id'\]"):
+        reconcile(source, stream, pkey_column="customer_id")
+    assert not [m for m in read_stream(redis_client, stream) if m.get("op") == "delete"]
+
+
 def test_reconcile_over_200k_keys_stays_within_a_memory_bound(source, stream, redis_client):
     n = 200_000
     if source.kind == "postgres":

@@ -10,7 +10,14 @@ from decimal import Decimal
 import pytest
 
 from airflow_dbstream.core.deletes import is_deleted
-from airflow_dbstream.core.keyset import chunk_sql, count_sql, cursor_params, dump_cursor, load_cursor
+from airflow_dbstream.core.keyset import (
+    chunk_sql,
+    count_sql,
+    cursor_params,
+    dump_cursor,
+    load_cursor,
+    unpaged_sql,
+)
 from airflow_dbstream.cycle.snapshot import eta_text, progress
 
 
@@ -52,6 +59,28 @@ def test_keyset_pages_visit_every_row_once_with_ties_on_epoch_and_composite_keys
         cursor = load_cursor(dump_cursor([page[-1][2], page[-1][0], page[-1][1]]))
     assert sorted(seen) == sorted(rows) and len(seen) == len(rows)
     assert db.execute(count_sql(author), {"window_start": "2000"}).fetchone() == (120,)
+
+
+def test_every_wrapper_takes_the_sql_without_its_trailing_semicolon_and_comments():
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER, u TEXT)")
+    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"2026-01-01 00:00:0{i}") for i in range(5)])
+    author = "SELECT id, u FROM t WHERE u >= :window_start; -- the last line\n/* and a block */"
+    chunk = chunk_sql(author, ["u", "id"], after=False, limit=10, dialect="sqlite")
+    assert ";" not in chunk and "the last line" not in chunk
+    assert len(db.execute(chunk, {"window_start": "2000"}).fetchall()) == 5
+    assert db.execute(count_sql(author, "sqlite"), {"window_start": "2000"}).fetchone() == (5,)
+
+
+def test_the_rows_no_chunk_pages_are_those_with_a_null_epoch_or_key():
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (r TEXT, id INTEGER, u TEXT)")
+    rows = [("eu", 1, "2026"), ("eu", None, "2026"), (None, 3, "2026"), ("us", 4, None), ("us", 5, "2027")]
+    db.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+    sql = unpaged_sql("SELECT * FROM t WHERE u >= :window_start OR u IS NULL;", ["u", "r", "id"])
+    assert sorted(db.execute(sql, {"window_start": "2000"}).fetchall(), key=repr) == sorted(
+        rows[1:4], key=repr
+    )
 
 
 @pytest.mark.parametrize(
