@@ -190,6 +190,8 @@ sources:
     lookback: 15m
     variant: flaky.v1
     batch_size: 100
+    # One pass, as a window reads: the chunked first load checks for NULL keys before it sends anything.
+    snapshot_chunk_size: null
     retries: 0
 """
 
