@@ -30,6 +30,16 @@ def events_of(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
+def messages_of(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The messages of this run's trigger events, each once, in stream (id) order within a stream."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events_of(context):
+        for message in event["messages"]:
+            seen.setdefault((event["stream"], message["id"]), message)
+    ordered = sorted(seen.items(), key=lambda item: (item[0][0], *map(int, item[0][1].split("-"))))
+    return [message for _, message in ordered]
+
+
 def ids_by_group(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], list[str]]:
     """Each (connection, stream, group)'s ids, each once (an event can reach a run through an alias too)."""
     grouped: dict[tuple[str, str, str], dict[str, None]] = defaultdict(dict)
