@@ -80,7 +80,8 @@ with DAG(
 
     @task
     def apply(**context: Any) -> dict[str, int]:
-        return apply_to_view(RedisHook("redis_default").get_conn(), messages_of(context))
+        client = RedisHook("redis_default").get_conn()
+        return apply_to_view(client, messages_of(context, client))
 
     apply() >> RedisStreamAckOperator(task_id="ack")
 

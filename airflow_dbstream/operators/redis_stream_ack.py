@@ -30,14 +30,38 @@ def events_of(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
-def messages_of(context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The messages of this run's trigger events, each once, in stream (id) order within a stream."""
+def messages_of(context: Mapping[str, Any], client: Any = None) -> list[dict[str, Any]]:
+    """The messages of this run's trigger events, each once, in stream (id) order within a stream.
+
+    Events of a trigger made with ``fields=False`` carry ids only: their entries are read from Redis
+    with ``client`` (an entry trimmed from the stream since is left out).
+    """
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for event in events_of(context):
-        for message in event["messages"]:
+        messages = event.get("messages")
+        if messages is None:
+            messages = read_entries(client, event["stream"], event["ids"])
+        for message in messages:
             seen.setdefault((event["stream"], message["id"]), message)
     ordered = sorted(seen.items(), key=lambda item: (item[0][0], *map(int, item[0][1].split("-"))))
     return [message for _, message in ordered]
+
+
+def read_entries(client: Any, stream: str, ids: list[str]) -> list[dict[str, Any]]:
+    if client is None:
+        raise ValueError(
+            f"The events of stream {stream!r} carry ids only (RedisStreamTrigger(fields=False)): pass a "
+            "Redis client to messages_of(context, client) to read their entries"
+        )
+    pipe = client.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xrange(stream, entry_id, entry_id)
+    decode = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+    return [
+        {"id": decode(entry_id), "fields": {decode(k): decode(v) for k, v in fields.items()}}
+        for found in pipe.execute()
+        for entry_id, fields in found
+    ]
 
 
 def ids_by_group(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], list[str]]:

@@ -73,6 +73,9 @@ class RedisStreamTrigger(BaseEventTrigger):
         longer than the slowest fire-to-ack of the consuming DAG. ``None``: never reclaim.
     :param block: longest wait of one XREADGROUP.
     :param start_id: where a group this trigger creates starts.
+    :param fields: put the entries' fields in the event (default). ``False``: ids only, so no payload
+        reaches Airflow's database or the triggerer's "Trigger fired event" log line; the consuming
+        task reads the entries by id (``messages_of(context, client)``).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class RedisStreamTrigger(BaseEventTrigger):
         min_idle: float | timedelta | None = 600.0,
         block: float | timedelta = 5.0,
         start_id: str = "0",
+        fields: bool = True,
     ) -> None:
         super().__init__()
         if count < 1 or max_bytes < 1:
@@ -96,6 +100,7 @@ class RedisStreamTrigger(BaseEventTrigger):
         self.min_idle = None if min_idle is None else _seconds(min_idle)
         self.block = _seconds(block)
         self.start_id = start_id
+        self.fields = bool(fields)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -110,6 +115,7 @@ class RedisStreamTrigger(BaseEventTrigger):
                 "min_idle": self.min_idle,
                 "block": self.block,
                 "start_id": self.start_id,
+                "fields": self.fields,
             },
         )
 
@@ -129,14 +135,16 @@ class RedisStreamTrigger(BaseEventTrigger):
 
     def payload(self, entries: list[Entry]) -> dict[str, Any]:
         """What the event carries: enough for the ack task to ack it with no other input."""
-        return {
+        payload: dict[str, Any] = {
             "stream": self.stream,
             "group": self.group,
             "consumer": self.consumer,
             "redis_conn_id": self.redis_conn_id,
             "ids": [entry_id for entry_id, _ in entries],
-            "messages": [{"id": entry_id, "fields": fields} for entry_id, fields in entries],
         }
+        if self.fields:
+            payload["messages"] = [{"id": entry_id, "fields": fields} for entry_id, fields in entries]
+        return payload
 
 
 class _Reader:
@@ -163,6 +171,16 @@ class _Reader:
                     self.t.stream, type(exc).__name__, exc, delay,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
+                continue
+            except redis.exceptions.ResponseError as exc:
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                # the stream or its group was deleted under us: made again at start_id, as at start
+                self.t.log.warning(
+                    "Stream %s has no group %s any more (%s); creating it again at %s",
+                    self.t.stream, self.t.group, exc, self.t.start_id,
+                )  # fmt: skip
+                self.group_ready = False
                 continue
             self.failures = 0
             if not read:

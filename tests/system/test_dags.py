@@ -166,7 +166,7 @@ def test_every_dag_parses_with_its_params_and_schedule():
     assert watcher.trigger.serialize()[1] == {
         "stream": "customers", "group": "crm_view", "consumer": "airflow-crm-view",
         "redis_conn_id": "redis_default", "count": 500, "max_bytes": 1_000_000, "min_idle": 600.0,
-        "block": 5.0, "start_id": "0",
+        "block": 5.0, "start_id": "0", "fields": True,
     }  # fmt: skip
     for dag_id in CONSUMER_DAGS:
         (last,) = bag.dags[dag_id].leaves

@@ -185,3 +185,60 @@ def test_cluster(redis_cluster, monkeypatch):
         assert [e["ids"] for e in fired] == [[entry]], name
         assert RedisStreamAckOperator(task_id="ack", event=fired[0]).execute({})["acked"] == 1
         assert client.xpending(name, "g")["pending"] == 0
+
+
+def test_fields_false_fires_ids_only_and_messages_of_reads_them(redis_client, stream):
+    from airflow_dbstream.operators.redis_stream_ack import messages_of
+
+    ids = add(redis_client, stream, 3)
+    (event,) = events(trigger(stream, fields=False), 1)
+    assert event["ids"] == ids and "messages" not in event
+    context = {"triggering_asset_events": {"a": [SimpleNamespace(extra={"payload": event})]}}
+    with pytest.raises(ValueError, match="carry ids only"):
+        messages_of(context)
+    messages = messages_of(context, redis_client)
+    assert [m["id"] for m in messages] == ids and messages[0]["fields"]["payload"] == "x" * 10
+
+
+def run_with(t: RedisStreamTrigger, meanwhile, timeout: float = 30.0) -> dict:
+    """The trigger's first event, while ``meanwhile()`` runs in a thread once it is reading."""
+
+    async def scenario() -> dict:
+        run = t.run()
+        first = asyncio.ensure_future(run.__anext__())
+        try:
+            await asyncio.sleep(0.5)  # the group is made, the trigger blocks in XREADGROUP
+            await asyncio.to_thread(meanwhile)
+            return (await asyncio.wait_for(first, timeout)).payload
+        finally:
+            first.cancel()
+            await run.aclose()
+
+    return asyncio.run(scenario())
+
+
+def test_a_deleted_stream_gets_its_group_again_and_new_entries_still_fire(redis_client, stream, capfd):
+    added: list[str] = []
+
+    def delete_then_add() -> None:
+        redis_client.delete(stream)
+        added.extend(add(redis_client, stream, 1))
+
+    event = run_with(trigger(stream), delete_then_add)
+    assert event["ids"] == added
+    assert "has no group g any more" in capfd.readouterr().out
+
+
+def test_redis_killed_and_restarted_the_trigger_reconnects_and_fires(own_redis, monkeypatch):
+    server = own_redis("--appendonly", "yes", "--appendfsync", "always")
+    set_connection(monkeypatch, "redis_own", server.connection())
+    added: list[str] = []
+
+    def kill_restart_add() -> None:
+        server.kill()
+        time.sleep(1.5)
+        server.start()
+        added.extend(add(server.admin(), "own:stream", 1))
+
+    event = run_with(trigger("own:stream", redis_conn_id="redis_own"), kill_restart_add)
+    assert event["ids"] == added
