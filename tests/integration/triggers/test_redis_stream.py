@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
 
-from airflow_dbstream.operators.redis_stream_ack import RedisStreamAckOperator
+from airflow_dbstream.operators.redis_stream_ack import RedisStreamAckOperator, messages_of
 from airflow_dbstream.triggers.redis_stream import RedisStreamTrigger
 from tests.integration.conftest import set_connection
 from tests.integration.redis_servers import TlsFiles
@@ -188,8 +189,6 @@ def test_cluster(redis_cluster, monkeypatch):
 
 
 def test_fields_false_fires_ids_only_and_messages_of_reads_them(redis_client, stream):
-    from airflow_dbstream.operators.redis_stream_ack import messages_of
-
     ids = add(redis_client, stream, 3)
     (event,) = events(trigger(stream, fields=False), 1)
     assert event["ids"] == ids and "messages" not in event
@@ -242,3 +241,26 @@ def test_redis_killed_and_restarted_the_trigger_reconnects_and_fires(own_redis, 
 
     event = run_with(trigger("own:stream", redis_conn_id="redis_own"), kill_restart_add)
     assert event["ids"] == added
+
+
+def test_a_consumer_acl_user_reads_reclaims_and_acks_but_cannot_write(own_redis, monkeypatch):
+    from airflow_dbstream.core.acl import consumer_acl_rules
+
+    server = own_redis()
+    admin = server.admin()
+    password = "consumer-" + uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", "reader", "on", f">{password}", *consumer_acl_rules("acl:*"))
+    spec = server.connection() | {"login": "reader", "password": password}
+    set_connection(monkeypatch, "redis_reader", spec)
+    ids = add(admin, "acl:orders", 2)
+    admin.xgroup_create("acl:orders", "g", id="0")
+    admin.xreadgroup("g", "dead", {"acl:orders": ">"}, count=1)  # one pending on a dead consumer
+    time.sleep(0.3)
+    fired = events(trigger("acl:orders", redis_conn_id="redis_reader", min_idle=0.2, fields=False), 2)
+    assert sorted(i for e in fired for i in e["ids"]) == ids
+    context = {"triggering_asset_events": {"a": [SimpleNamespace(extra={"payload": e}) for e in fired]}}
+    reader = server.admin(username="reader", password=password)
+    assert [m["id"] for m in messages_of(context, reader)] == ids
+    assert RedisStreamAckOperator(task_id="ack").execute(context)["acked"] == 2
+    with pytest.raises(Exception, match="no permissions"):
+        reader.xadd("acl:orders", {"x": "1"})
