@@ -27,13 +27,20 @@ PROVIDER_INFO = {
             "python-modules": [
                 "airflow_dbstream.operators.sql_to_redis_stream",
                 "airflow_dbstream.operators.reconcile_deletes",
+                "airflow_dbstream.operators.redis_stream_ack",
             ],
         }
+    ],
+    "sensors": [
+        {"integration-name": "DB Stream", "python-modules": ["airflow_dbstream.sensors.redis_stream"]}
+    ],
+    "triggers": [
+        {"integration-name": "DB Stream", "python-modules": ["airflow_dbstream.triggers.redis_stream"]}
     ],
     "hooks": [
         {
             "integration-name": "DB Stream",
-            "python-modules": ["airflow_dbstream.hooks.redis_stream"],
+            "python-modules": ["airflow_dbstream.hooks.redis_stream", "airflow_dbstream.hooks.redis_client"],
         }
     ],
     # Its own connection type, so the redis provider's `redis` type stays as it is: the operator

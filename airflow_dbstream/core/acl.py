@@ -29,6 +29,10 @@ RECONCILE_COMMANDS = ("zcount", "zadd", "evalsha")
 # What redis-py's RedisCluster asks to learn the topology and the commands' keys.
 CLUSTER_COMMANDS = ("cluster|slots", "command")
 
+# Called by a consumer in Airflow: RedisStreamTrigger (XGROUP CREATE, XREADGROUP, XAUTOCLAIM, XACK of
+# entries trimmed while pending), RedisStreamAckOperator (XACK), messages_of for ids-only events (XRANGE).
+CONSUMER_COMMANDS = ("xgroup|create", "xreadgroup", "xautoclaim", "xack", "xrange")
+
 CYCLE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS + STATUS_COMMANDS))
 REQUIRED_COMMANDS = tuple(
     dict.fromkeys(CYCLE_COMMANDS + DELETE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS)
@@ -52,3 +56,9 @@ def acl_rules(stream_pattern: str, *, cluster: bool = False) -> list[str]:
         "-@all",
         *(f"+{c}" for c in commands),
     ]
+
+
+def consumer_acl_rules(stream_pattern: str, *, cluster: bool = False) -> list[str]:
+    """ACL SETUSER rules for a reader in Airflow: the stream's key only, read and ack, no write."""
+    commands = CONSUMER_COMMANDS + (CLUSTER_COMMANDS if cluster else ())
+    return ["resetkeys", f"~{stream_pattern}", "resetchannels", "-@all", *(f"+{c}" for c in commands)]

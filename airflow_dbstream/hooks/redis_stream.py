@@ -16,6 +16,7 @@ from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
+from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client
 from airflow_dbstream.hooks.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source
 
 if TYPE_CHECKING:
@@ -56,13 +57,22 @@ class RedisStreamHook(RedisHook):
         super().__init__(redis_conn_id=redis_conn_id, **kwargs)
         self._scripts: dict[str, Any] = {}
 
+    def client_args(self) -> ClientArgs:
+        """The connection read as RedisHook reads it (hooks/redis_client.py), shared with the trigger."""
+        args = client_args(self.get_connection(self.redis_conn_id), self.redis_conn_id)
+        self.host, self.port, self.db = args.host, args.port, args.db
+        self.username, self.password = args.username, args.password
+        self.cluster, self.startup_nodes = args.cluster, args.startup_nodes
+        return args
+
     def get_conn(self) -> Any:
-        """The provider's client, retrying transient faults with the one policy of hooks/faults.py."""
-        fresh = self.redis is None
-        client = super().get_conn()
-        if fresh and isinstance(client, Redis):  # RedisCluster keeps its own retries over the cluster
-            client.set_retry(faults.LoggedRetry(faults.RETRIES))
-        return client
+        """The client of the connection, retrying transient faults with the one policy of hooks/faults.py."""
+        if self.redis is None:
+            client = sync_client(self.client_args())
+            if isinstance(client, Redis):  # RedisCluster keeps its own retries over the cluster
+                client.set_retry(faults.LoggedRetry(faults.RETRIES))
+            self.redis = client
+        return self.redis
 
     def _script(self, name: str) -> Any:
         if not self._scripts:
@@ -85,7 +95,7 @@ class RedisStreamHook(RedisHook):
         return faults.call(name, keys.stream, run, source=script.script)
 
     def _call(self, what: str, keys: StreamKeys, fn: Any) -> Any:
-        client = self.redis or self.get_conn()  # get_conn re-reads the connection
+        client = self.get_conn()
         return faults.call(what, keys.stream, lambda: fn(client))
 
     def emit(

@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAGS = PROJECT_ROOT / "dags"
 EXPECTED_DAGS = {"customers_to_stream", "customers_continuous", "stream_orders", "stream_invoices"}
 RECONCILE_DAGS = {"customers_reconcile"}  # no stream Params: it sends only tombstones
+CONSUMER_DAGS = {"customers_consumer", "customers_wait_for_changes"}  # read the stream, write none
 # Run DAGs by id from a dags folder, as the scheduler would, with no retry delays.
 RUN_DAGS = """
 import json, sys
@@ -144,7 +145,7 @@ def test_every_dag_parses_with_its_params_and_schedule():
 
     bag = DagBag(str(DAGS))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == EXPECTED_DAGS | RECONCILE_DAGS
+    assert set(bag.dag_ids) == EXPECTED_DAGS | RECONCILE_DAGS | CONSUMER_DAGS
     continuous = bag.dags["customers_continuous"]
     assert continuous.timetable.__class__.__name__ == "ContinuousTimetable"
     assert continuous.max_active_runs == 1
@@ -157,6 +158,19 @@ def test_every_dag_parses_with_its_params_and_schedule():
         ), dag_id
     invoices = bag.dags["stream_invoices"].tasks[0].spec
     assert invoices.pkey_columns == ("order_id", "line") and invoices.lookback.total_seconds() == 1800
+    # the consumers: one scheduled on the stream's Asset through its watcher's trigger, one waiting
+    # deferred in a sensor; both end with the task that acks what they were given
+    consumer = bag.dags["customers_consumer"]
+    (asset,) = consumer.timetable.asset_condition.objects
+    (watcher,) = asset.watchers
+    assert watcher.trigger.serialize()[1] == {
+        "stream": "customers", "group": "crm_view", "consumer": "airflow-crm-view",
+        "redis_conn_id": "redis_default", "count": 500, "max_bytes": 1_000_000, "min_idle": 600.0,
+        "block": 5.0, "start_id": "0", "fields": True,
+    }  # fmt: skip
+    for dag_id in CONSUMER_DAGS:
+        (last,) = bag.dags[dag_id].leaves
+        assert type(last).__name__ == "RedisStreamAckOperator", dag_id
 
 
 def test_every_dag_runs_green(airflow_env):
@@ -251,3 +265,36 @@ def test_the_reconcile_dag_tombstones_the_deleted_customers(airflow_env):
     tombstones = [f for _, f in target.xrange("customers") if f.get("op") == "delete"]
     assert sorted(f["pkey"] for f in tombstones) == ["7", "8"]
     assert "Reconcile of stream customers: keys_scanned=998 deleted=2" in output
+
+
+# The sensor DAG through dag.test, which runs a deferred task's trigger in-process (Airflow 3.3).
+RUN_SENSOR_DAG = """
+import json
+import pendulum
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+dag = DagBag({dags!r}).dags["customers_wait_for_changes"]
+run = dag.test(logical_date=pendulum.datetime(2026, 1, 2, tz="UTC"))
+with create_session() as session:
+    tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=run.run_id).all()
+    print("RESULT", json.dumps({{"state": str(run.state),
+          "xcom": {{ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in tis}}}}, default=str))
+"""
+
+
+def test_the_sensor_dag_waits_deferred_then_acks_what_it_was_given(airflow_env):
+    env, target, _ = airflow_env
+    target.xadd("customers", {"pkey": "5000", "epoch": "1", "payload": "{}", "variant": "customer.v1"})
+    target.xadd("customers", {"pkey": "5000", "epoch": "2", "op": "delete", "payload": "null",
+                              "variant": "customer.v1"})  # fmt: skip
+    ids = [i for i, _ in target.xrange("customers", count=500)]  # the group reads from the start
+    results, output = _python(env, RUN_SENSOR_DAG.format(dags=str(DAGS)))
+    assert results and results[0]["state"] == "success", output[-4000:]
+    xcom = results[0]["xcom"]
+    assert xcom["wait_for_customers"]["ids"] == ids
+    assert xcom["wait_for_customers"]["consumer"] == "customers_wait_for_changes.wait_for_customers"
+    assert xcom["audit"]["messages"] == len(ids) and xcom["audit"]["deletes"] >= 1
+    assert xcom["ack"] == {"acked": len(ids), "ids": len(ids), "events": 1}
+    assert target.xpending("customers", "crm_audit")["pending"] == 0
+    assert "running trigger in line" in output  # the sensor really deferred

@@ -63,3 +63,16 @@ def test_a_hook_importing_the_cycle_breaks_the_layers(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "airflow_dbstream.hooks is not allowed to import airflow_dbstream.cycle:" in done.stdout
     assert f"airflow_dbstream.hooks.{module.stem} -> airflow_dbstream.cycle.pipeline" in done.stdout
+
+
+def test_the_trigger_importing_the_cycle_or_a_sensor_breaks_the_layers(tmp_path):
+    root = copy_of_the_package(tmp_path)
+    module = root / "airflow_dbstream" / "triggers" / "redis_stream.py"
+    module.write_text(
+        module.read_text()
+        + "\nfrom airflow_dbstream.cycle import pipeline\nfrom airflow_dbstream.sensors import redis_stream\n"
+    )
+    done = lint_imports(root)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "airflow_dbstream.triggers is not allowed to import airflow_dbstream.cycle:" in done.stdout
+    assert "airflow_dbstream.triggers is not allowed to import airflow_dbstream.sensors:" in done.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from airflow_dbstream.core.acl import REQUIRED_COMMANDS, acl_rules, key_patterns
+from airflow_dbstream.core.acl import REQUIRED_COMMANDS, acl_rules, consumer_acl_rules, key_patterns
 from airflow_dbstream.hooks.scripts import SCRIPT_NAMES, script_file, script_source
 
 
@@ -19,3 +19,11 @@ def test_acl_patterns_cover_the_stream_and_its_companions():
         text = script_file(name) if name in ("fence", "lib") else script_source(name)
         for command in re.findall(r"redis\.call\('(\w+)'", text):
             assert command.lower() in REQUIRED_COMMANDS, (name, command)
+
+
+def test_a_consumer_gets_its_stream_only_and_no_write():
+    rules = consumer_acl_rules("customers")
+    assert rules[:4] == ["resetkeys", "~customers", "resetchannels", "-@all"]
+    assert "+xreadgroup" in rules and "+xautoclaim" in rules and "+xack" in rules
+    assert not {"+xadd", "+evalsha", "+del"} & set(rules)
+    assert "+cluster|slots" in consumer_acl_rules("customers", cluster=True)
