@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_dbstream.core.assets import DEFAULT_PORT, StreamAddress, address, alias_name, parse
 from airflow_dbstream.core.keys import StreamKeys
@@ -39,7 +40,14 @@ def stream_asset(
     ``host`` (and ``port``, ``db``) it reads nothing.
     """
     if host is None:
-        where = connection_address(redis_conn_id, stream)
+        try:
+            where = connection_address(redis_conn_id, stream)
+        except AirflowNotFoundException as exc:
+            raise AirflowNotFoundException(
+                f"stream_asset({stream!r}): the Redis connection {redis_conn_id!r} is not defined where "
+                "this DAG file is parsed. Define it there (as the stream's operators see it), or name the "
+                "server: stream_asset(stream, host=..., port=..., db=...)."
+            ) from exc
     else:
         where = address(host, port, {"db": db}, stream)
     return Asset(name=where.uri, uri=where.uri)

@@ -1,12 +1,15 @@
 """A DAG scheduled on a stream's Asset runs after a cycle that appended to the stream, not after a quiet
 one: a real Airflow (api-server, scheduler with the LocalExecutor, dag-processor) on a Postgres metadata
 database of its own, in a throwaway AIRFLOW_HOME, for as long as the test runs; stopped afterwards,
-also when the test fails. The source table and the stream are the integration fixtures' own.
+also when the test fails. The consumer is the example DAG dags/customers_changed.py; the producer
+writes its `customers` stream to a redis-server of the test's own (as `redis_default`), from the
+integration fixtures' source table.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.conftest import REDIS_HOST, REDIS_PORT
+from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import set_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,25 +36,9 @@ from airflow_dbstream.operators.sql_to_redis_stream import SqlToRedisStreamOpera
 
 with DAG(dag_id="producer", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
          catchup=False, max_active_runs=1):
-    SqlToRedisStreamOperator(task_id="cycle", sql_conn_id={conn_id!r}, redis_conn_id="redis_test",
-                             sql={sql!r}, stream={stream!r}, pkey_column="id", epoch_column="updated_at",
+    SqlToRedisStreamOperator(task_id="cycle", sql_conn_id={conn_id!r}, redis_conn_id="redis_default",
+                             sql={sql!r}, stream="customers", pkey_column="id", epoch_column="updated_at",
                              lookback=timedelta(hours=1), variant="customer.v1", retries=0)
-"""
-CONSUMER = """
-import pendulum
-from airflow.sdk import DAG, task
-from airflow_dbstream.operators.assets import stream_asset
-
-stream = stream_asset({stream!r}, redis_conn_id="redis_test")
-
-with DAG(dag_id="consumer", schedule=[stream], start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-         catchup=False):
-
-    @task
-    def what_changed(*, triggering_asset_events=None):
-        return [event.extra for event in triggering_asset_events[stream]]
-
-    what_changed()
 """
 
 
@@ -113,19 +101,25 @@ class Airflow:
 
 
 @pytest.fixture
-def airflow(tmp_path, pg_table, stream) -> Iterator[Airflow]:
+def target(own_redis, monkeypatch):
+    """The `redis_default` of the example DAGs: a redis-server of this test's own (fixed stream names)."""
+    server = own_redis()
+    set_connection(monkeypatch, "redis_default", server.connection(db=0))
+    return server
+
+
+@pytest.fixture
+def airflow(tmp_path, pg_table, target) -> Iterator[Airflow]:
     name = f"dbstream_asset_{uuid.uuid4().hex[:10]}"
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True)
     admin.execute(f"CREATE DATABASE {name}")
     dags = tmp_path / "dags"
     dags.mkdir()
-    (dags / "producer.py").write_text(
-        PRODUCER.format(conn_id=pg_table.conn_id, sql=pg_table.sql, stream=stream)
-    )
-    (dags / "consumer.py").write_text(CONSUMER.format(stream=stream))
+    (dags / "producer.py").write_text(PRODUCER.format(conn_id=pg_table.conn_id, sql=pg_table.sql))
+    shutil.copy(PROJECT_ROOT / "dags/customers_changed.py", dags)
     port = _free_port()
     env = {
-        **os.environ,  # the fixtures' AIRFLOW_CONN_PG_TEST and AIRFLOW_CONN_REDIS_TEST
+        **os.environ,  # the fixtures' AIRFLOW_CONN_PG_TEST and AIRFLOW_CONN_REDIS_DEFAULT
         "AIRFLOW_HOME": str(tmp_path / "home"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
@@ -156,12 +150,12 @@ def airflow(tmp_path, pg_table, stream) -> Iterator[Airflow]:
 
 
 def test_a_dag_scheduled_on_the_stream_runs_after_a_cycle_that_emitted_and_not_after_a_quiet_one(
-    airflow, pg_table, stream, redis_client
+    airflow, pg_table, target
 ):
-    uri = f"redis://{REDIS_HOST}:{REDIS_PORT}/0/{stream}"
-    parsed = "SELECT dag_id FROM dag WHERE dag_id IN ('producer', 'consumer') AND NOT is_paused"
+    uri = f"redis://127.0.0.1:{target.port}/0/customers"
+    parsed = "SELECT dag_id FROM dag WHERE dag_id IN ('producer', 'customers_changed') AND NOT is_paused"
     airflow.wait_for("both DAGs parsed", lambda: len(airflow.query(parsed)) == 2)
-    assert airflow.query("SELECT uri, name FROM asset WHERE uri = %s", uri) == [(uri, uri)]  # the consumer's
+    assert airflow.query("SELECT uri, name FROM asset") == [(uri, uri)]  # declared by the consumer
 
     now = pg_table.now()
     pg_table.insert([(i, f"c{i}", now - timedelta(seconds=i)) for i in range(1, 4)])
@@ -170,31 +164,28 @@ def test_a_dag_scheduled_on_the_stream_runs_after_a_cycle_that_emitted_and_not_a
         "the emitting cycle", lambda: ("emitting", "manual", "success") in airflow.runs("producer")
     )
     events = airflow.query(
-        "SELECT e.extra, e.source_run_id FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-        "WHERE a.uri = %s",
-        uri,
+        "SELECT e.extra, e.source_run_id, a.uri FROM asset_event e JOIN asset a ON a.id = e.asset_id"
     )
-    last_id = redis_client.xinfo_stream(stream)["last-generated-id"].decode()
+    last_id = target.admin().xinfo_stream("customers")["last-generated-id"].decode()
     assert len(events) == 1, events
-    extra, source_run = events[0]
-    assert source_run == "emitting"
-    assert (extra["emitted"], extra["rows_read"], extra["last_entry_id"], extra["stream"]) == (
-        3,
-        3,
-        last_id,
-        stream,
-    )
-    airflow.wait_for("the consumer's run", lambda: [r[2] for r in airflow.runs("consumer")] == ["success"])
-    [(run_id, run_type, _)] = airflow.runs("consumer")
+    extra, source_run, event_uri = events[0]
+    assert (source_run, event_uri) == ("emitting", uri)
+    assert extra == {"stream": "customers", "action": "cycle", "cycles": 1, "rows_read": 3, "emitted": 3,
+                     "duplicates": 0, "deletes": 0, "watermark": extra["watermark"],
+                     "last_entry_id": last_id}  # fmt: skip
+    consumer = lambda: airflow.runs("customers_changed")  # noqa: E731
+    airflow.wait_for("the consumer's run", lambda: [r[2] for r in consumer()] == ["success"])
+    [(run_id, run_type, _)] = consumer()
     assert run_type == "asset_triggered", run_id
     [(value,)] = airflow.query(
-        "SELECT value FROM xcom WHERE dag_id = 'consumer' AND run_id = %s AND key = 'return_value'", run_id
+        "SELECT value FROM xcom WHERE dag_id = 'customers_changed' AND run_id = %s AND key = 'return_value'",
+        run_id,
     )
-    assert [change["last_entry_id"] for change in value] == [last_id]  # the consumer read the event's extra
+    assert value == [extra]  # the example DAG read the event's figures
 
     airflow.cli("dags", "trigger", "producer", "--run-id", "quiet")
     airflow.wait_for("the quiet cycle", lambda: ("quiet", "manual", "success") in airflow.runs("producer"))
     time.sleep(15)  # several scheduler loops: a queued consumer run would be created by now
     assert airflow.query("SELECT count(*) FROM asset_event") == [(1,)]
     assert airflow.query("SELECT count(*) FROM asset_dag_run_queue") == [(0,)]
-    assert len(airflow.runs("consumer")) == 1
+    assert len(consumer()) == 1

@@ -109,3 +109,12 @@ def test_the_helper_reads_the_address_from_the_connection(monkeypatch):
         stream_asset("customers", redis_conn_id="redis_asset").uri
         == "redis://redis.internal:6390/3/customers"
     )
+
+
+def test_the_helper_without_its_connection_says_what_to_do():
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_dbstream.operators.assets import stream_asset
+
+    with pytest.raises(AirflowNotFoundException, match="'redis_nowhere' is not defined where this DAG file"):
+        stream_asset("customers", redis_conn_id="redis_nowhere")
