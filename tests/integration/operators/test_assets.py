@@ -4,6 +4,7 @@ tests/system/test_assets.py)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -131,3 +132,24 @@ def test_a_failed_cycle_adds_no_event(pg_table, stream):
     with pytest.raises(Exception, match="no_such_column"):
         operator.execute(context={"outlet_events": outlet_events})
     assert outlet_events[AssetAlias(name=f"dbstream:redis_test:{stream}")].asset_alias_events == []
+
+
+def test_a_user_without_xinfo_stream_still_gets_the_event_without_the_entry_id(
+    own_redis, pg_table, stream, monkeypatch, capfd
+):
+    from airflow_dbstream.core.acl import acl_rules
+    from tests.integration.conftest import set_connection
+
+    server = own_redis()
+    password = uuid.uuid4().hex
+    server.admin().execute_command("ACL", "SETUSER", "dbstream", "on", f">{password}",
+                                   *acl_rules("test:*"), "-xinfo|stream")  # fmt: skip
+    set_connection(
+        monkeypatch, "redis_acl", server.connection() | {"login": "dbstream", "password": password}
+    )
+    pg_table.insert([(1, "a", pg_table.now())])
+    [event] = events_of(make_operator(pg_table, stream, redis_conn_id="redis_acl"))
+    assert event.extra["emitted"] == 1 and event.extra["last_entry_id"] is None
+    assert event.dest_asset_key.uri == f"redis://127.0.0.1:{server.port}/0/{stream}"
+    logged = capfd.readouterr()
+    assert "without last_entry_id" in logged.out + logged.err and "'xinfo|stream'" in logged.out + logged.err
