@@ -31,12 +31,10 @@ class StreamOperator(BaseOperator):
         # The stream's outlet: an alias, whose event (for the stream's Asset) is added only by a run
         # that appended something (operators/assets.py); outlets the author gives are kept.
         outlets = kwargs.pop("outlets", None) or []
-        self.stream_alias = stream_alias(spec.stream, redis_conn_id)
-        kwargs["outlets"] = [
-            *(outlets if isinstance(outlets, list | tuple) else [outlets]),
-            self.stream_alias,
-        ]
+        alias = stream_alias(spec.stream, redis_conn_id)
+        kwargs["outlets"] = [*(outlets if isinstance(outlets, list | tuple) else [outlets]), alias]
         super().__init__(**kwargs)
+        self.stream_alias = alias
         self.spec = spec
         # Airflow renders these in place before execute(); the spec takes the rendered values then.
         self.sql, self.stream, self.variant, self.parameters = (
