@@ -43,6 +43,16 @@ PROVIDER_INFO = {
             "python-modules": ["airflow_dbstream.hooks.redis_stream", "airflow_dbstream.hooks.redis_client"],
         }
     ],
+    # The stream as an Airflow Asset: redis://host:port/db/<stream key> (the redis provider declares no
+    # asset scheme); the normaliser checks and canonicalises every such URI (core/assets.py).
+    "asset-uris": [
+        {
+            "schemes": ["redis", "rediss"],
+            "handler": "airflow_dbstream.core.assets.sanitize_uri",
+            "factory": "airflow_dbstream.operators.assets.create_asset",
+            "to_openlineage_converter": "airflow_dbstream.operators.assets.convert_asset_to_openlineage",
+        }
+    ],
     # Its own connection type, so the redis provider's `redis` type stays as it is: the operator
     # accepts a connection of either type (both are read by RedisHook's code).
     "connection-types": [

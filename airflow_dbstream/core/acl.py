@@ -14,6 +14,8 @@ SCRIPT_COMMANDS = (
 )  # fmt: skip
 # Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.hooks.status).
 STATUS_COMMANDS = ("time", "zcard", "xlen", "xinfo|groups", "hset")
+# Called once by a run under Airflow that appended something: the last entry id for its Asset event.
+ASSET_COMMANDS = ("xinfo|stream",)
 # Called by a run that resets or replays the stream (Trigger form), under the stream's lock (lease.lua:
 # SET GET PTTL PEXPIRE DEL): a reset reads the state (HGETALL) and ZCARD seen, then runs reset.lua (DEL,
 # HSET); a replay runs replay.lua (XADD) per batch, then records HSET last_replay. Both scripts run by
@@ -35,7 +37,9 @@ CONSUMER_COMMANDS = ("xgroup|create", "xreadgroup", "xautoclaim", "xack", "xrang
 
 CYCLE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS + STATUS_COMMANDS))
 REQUIRED_COMMANDS = tuple(
-    dict.fromkeys(CYCLE_COMMANDS + DELETE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS)
+    dict.fromkeys(
+        CYCLE_COMMANDS + ASSET_COMMANDS + DELETE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS
+    )
 )
 
 

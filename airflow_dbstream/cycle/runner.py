@@ -51,7 +51,8 @@ from airflow_dbstream.hooks.sql_source import sql_source_hook
 from airflow_dbstream.hooks.status import record_status
 
 _SAID: set[str] = set()  # what this worker process has said once already
-LOOP_TOTALS = ("rows_read", "emitted", "duplicates")  # summed over the cycles of one cycles_for run
+# Summed over the cycles of one cycles_for run.
+LOOP_TOTALS = ("rows_read", "emitted", "duplicates", "deletes")
 
 
 class CycleRunner:

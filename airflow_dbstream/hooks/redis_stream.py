@@ -8,11 +8,12 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.redis.hooks.redis import RedisHook
-from redis import Redis
+from redis import Redis, RedisError
 
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.dedup import may_be_new
 from airflow_dbstream.core.encoding import Message
+from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
@@ -223,6 +224,22 @@ class RedisStreamHook(RedisHook):
     def reset(self, keys: StreamKeys, note: str, lease: Lease) -> None:
         """Forget the watermark, ``seen`` and digests (never the stream), keeping ``note`` as last_reset."""
         self.run_script("reset", keys, [keys.seen, keys.digest, keys.state], [note], lease)
+
+    def last_entry_id(self, keys: StreamKeys) -> str | None:
+        """The id of the newest entry the stream was given (XINFO STREAM's last-generated-id), for the
+        Asset event of a run that appended; None when Redis would not say (the error is logged)."""
+        try:
+            info = self._call("last_entry_id", keys, lambda client: client.xinfo_stream(keys.stream))
+        except (DbStreamRedisError, RedisError) as exc:
+            self.log.warning(
+                "Stream %s: the Asset event goes without last_entry_id, XINFO STREAM failed (%s). Grant "
+                "'xinfo|stream' (airflow_dbstream.core.acl.ASSET_COMMANDS) to have it.",
+                keys.stream,
+                exc,
+            )
+            return None
+        value = info.get("last-generated-id")
+        return value.decode() if isinstance(value, bytes) else value
 
     def seen_size(self, keys: StreamKeys) -> int:
         return int(self._call("seen_size", keys, lambda client: client.zcard(keys.seen)))

@@ -12,6 +12,7 @@ from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+from airflow_dbstream.operators.assets import emit_event, stream_alias
 from airflow_dbstream.operators.metrics import emit_cycle_metrics
 
 
@@ -27,7 +28,13 @@ class StreamOperator(BaseOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
 
     def __init__(self, *, spec: StreamSpec, sql_conn_id: str, redis_conn_id: str, **kwargs: Any) -> None:
+        # The stream's outlet: an alias, whose event (for the stream's Asset) is added only by a run
+        # that appended something (operators/assets.py); outlets the author gives are kept.
+        outlets = kwargs.pop("outlets", None) or []
+        alias = stream_alias(spec.stream, redis_conn_id)
+        kwargs["outlets"] = [*(outlets if isinstance(outlets, list | tuple) else [outlets]), alias]
         super().__init__(**kwargs)
+        self.stream_alias = alias
         self.spec = spec
         # Airflow renders these in place before execute(); the spec takes the rendered values then.
         self.sql, self.stream, self.variant, self.parameters = (
@@ -50,6 +57,11 @@ class StreamOperator(BaseOperator):
 
     def run_stream(self, context: Any) -> Any:
         raise NotImplementedError
+
+    def announce(self, context: Any, runner: CycleRunner, extra: dict[str, Any] | None) -> None:
+        """The stream's Asset event when this run appended something (``extra`` None: it did not)."""
+        keys = runner.spec.keys
+        emit_event(context, runner.redis, keys, self.redis_conn_id, self.stream_alias.name, extra, self.log)
 
     def rendered_spec(self, **changes: Any) -> StreamSpec:
         """The spec with the fields Airflow rendered (and what this run asked for), checked again."""

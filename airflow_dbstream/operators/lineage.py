@@ -1,7 +1,8 @@
 """OpenLineage: the tables the cycle's SQL reads (found by common-sql's helpers) and the stream it writes.
 
 The stream is named the way a redis-py URL names a database: namespace ``redis://host:port/db``,
-name = the stream key. Without the openlineage provider installed, nothing is reported.
+name = the stream key, as its Asset URI ``redis://host:port/db/<key>`` (core/assets.py) names it.
+Without the openlineage provider installed, nothing is reported.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.hooks.sql_source import sql_source_hook
+from airflow_dbstream.operators.assets import connection_address
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 
@@ -19,13 +21,6 @@ _PYFORMAT = re.compile(r"%\((\w+)\)s")
 def parseable_sql(sql: str) -> str:
     """OpenLineage's SQL parser reads ``:name`` but not the pyformat ``%(name)s`` bind markers."""
     return _PYFORMAT.sub(r":\1", sql)
-
-
-def redis_namespace(connection: Any) -> str:
-    """``redis://host:port/db`` of a redis connection (port 6379 and db 0 when not set)."""
-    extra = connection.extra_dejson or {}
-    db = extra.get("db", 0) or 0
-    return f"redis://{connection.host or 'localhost'}:{connection.port or 6379}/{db}"
 
 
 def stream_lineage(spec: StreamSpec, sql_conn_id: str, redis_conn_id: str, log: logging.Logger) -> Any:
@@ -38,9 +33,8 @@ def stream_lineage(spec: StreamSpec, sql_conn_id: str, redis_conn_id: str, log: 
     except ImportError:
         log.debug("OpenLineage provider not installed: no lineage for stream %s", spec.stream)
         return None
-    from airflow.sdk import BaseHook
-
-    output = Dataset(namespace=redis_namespace(BaseHook.get_connection(redis_conn_id)), name=spec.stream)
+    stream = connection_address(redis_conn_id, spec.stream)  # as the stream's Asset URI names it
+    output = Dataset(namespace=stream.namespace, name=stream.stream)
     hook = sql_source_hook(sql_conn_id)
     connection = hook.get_connection(getattr(hook, hook.conn_name_attr))
     try:

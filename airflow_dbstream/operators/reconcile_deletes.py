@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_dbstream.core import keys as state_fields
+from airflow_dbstream.core.assets import reconcile_event
 from airflow_dbstream.core.encoding import RowEncoder
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.figures import iso
@@ -123,6 +124,7 @@ class ReconcileDeletesOperator(StreamOperator):
             figures["cutoff"],
             figures["duration_seconds"],
         )
+        self.announce(context, runner, reconcile_event(figures))
         return figures
 
     def _mark_present(self, runner: CycleRunner) -> tuple[int, int]:

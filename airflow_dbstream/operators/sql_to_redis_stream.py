@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_dbstream.core.assets import cycle_event, replay_event
 from airflow_dbstream.core.params import RunRequest
 from airflow_dbstream.core.spec import StreamSpec, duration
 from airflow_dbstream.cycle import replay
@@ -121,13 +122,16 @@ class SqlToRedisStreamOperator(StreamOperator):
         runner = self.runner(**({} if request.start_from is None else {"start_from": request.start_from}))
         if request.action == "replay":
             assert request.replay_from is not None
-            return replay.replay(runner, request.replay_from, request.replay_to, _run_marker(context))
+            figures = replay.replay(runner, request.replay_from, request.replay_to, _run_marker(context))
+            self.announce(context, runner, replay_event(figures))
+            return figures
         if request.action == "reset":
             replay.reset(runner, _run_marker(context))
         try:
             if self.run_for is None:
-                return runner.cycle()
-            return runner.cycles_for(self.run_for, self.poll_interval)
+                figures = runner.cycle()
+            else:
+                figures = runner.cycles_for(self.run_for, self.poll_interval)
         except LockBusy as busy:
             keys = runner.spec.keys
             self.log.info(
@@ -139,3 +143,7 @@ class SqlToRedisStreamOperator(StreamOperator):
                 busy.ms_left / 1000,
             )
             raise AirflowSkipException(f"Stream {keys.stream!r}: another cycle is running") from None
+        # One event per task, with the sums of its cycles: Airflow records outlet events only when the
+        # task succeeds, and queues one run of a consumer DAG for however many events it gets.
+        self.announce(context, runner, cycle_event(figures))
+        return figures

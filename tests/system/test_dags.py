@@ -29,7 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAGS = PROJECT_ROOT / "dags"
 EXPECTED_DAGS = {"customers_to_stream", "customers_continuous", "stream_orders", "stream_invoices"}
 RECONCILE_DAGS = {"customers_reconcile"}  # no stream Params: it sends only tombstones
-CONSUMER_DAGS = {"customers_consumer", "customers_wait_for_changes"}  # read the stream, write none
+# Read the stream, write none: through a watcher's trigger or a sensor, or scheduled on the stream's Asset.
+CONSUMER_DAGS = {"customers_consumer", "customers_wait_for_changes", "customers_changed"}
 # Run DAGs by id from a dags folder, as the scheduler would, with no retry delays.
 RUN_DAGS = """
 import json, sys
@@ -140,12 +141,17 @@ def _airflow(env, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)  # fmt: skip
 
 
-def test_every_dag_parses_with_its_params_and_schedule():
+def test_every_dag_parses_with_its_params_and_schedule(monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
+    from tests.integration.conftest import set_connection
+
+    set_connection(monkeypatch, "redis_default", {"conn_type": "redis", "host": "redis", "port": 6379})
     bag = DagBag(str(DAGS))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == EXPECTED_DAGS | RECONCILE_DAGS | CONSUMER_DAGS
+    [stream] = bag.dags["customers_changed"].timetable.asset_condition.objects
+    assert stream.uri == "redis://redis:6379/0/customers"  # the Asset the operators emit for `customers`
     continuous = bag.dags["customers_continuous"]
     assert continuous.timetable.__class__.__name__ == "ContinuousTimetable"
     assert continuous.max_active_runs == 1

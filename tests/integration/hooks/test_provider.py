@@ -73,3 +73,48 @@ def test_a_dbstream_redis_connection_works_like_a_redis_one(pg_table, stream, re
     pg_table.insert([(1, "a", pg_table.now())])
     assert run_cycle(pg_table, stream, redis_conn_id="stream_target")["emitted"] == 1
     assert redis_client.xlen(stream) == 1
+
+
+def test_the_provider_owns_the_redis_asset_scheme_and_its_uris_are_canonical():
+    from airflow.sdk import Asset
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    from airflow_dbstream.operators.assets import stream_asset
+
+    manager = ProvidersManagerTaskRuntime()
+    assert manager.asset_uri_handlers["redis"].__module__ == "airflow_dbstream.core.assets"
+    # what a DAG author writes by hand names the same stream as the helper's Asset
+    assert (
+        Asset(uri="rediss://Cache.Example/crm:{orders}").uri
+        == "redis://cache.example:6379/0/crm:%7Borders%7D"
+    )
+    assert (
+        stream_asset("crm:{orders}", host="cache.example").uri
+        == "redis://cache.example:6379/0/crm:%7Borders%7D"
+    )
+    with pytest.raises(ValueError, match="names database 0 but no stream key"):
+        Asset(uri="redis://cache.example:6379/0")
+    made = manager.asset_factories["redis"](host="h", port=7000, db=1, stream="orders")
+    assert made.uri == made.name == "redis://h:7000/1/orders"
+    dataset = manager.asset_to_openlineage_converters["redis"](made, None)
+    assert (dataset.namespace, dataset.name) == ("redis://h:7000/1", "orders")  # as operators/lineage.py
+
+
+def test_the_helper_reads_the_address_from_the_connection(monkeypatch):
+    from airflow_dbstream.operators.assets import stream_asset
+
+    set_connection(monkeypatch, "redis_asset", {"conn_type": "redis", "host": "Redis.Internal", "port": 6390,
+                                                 "extra": {"db": 3}})  # fmt: skip
+    assert (
+        stream_asset("customers", redis_conn_id="redis_asset").uri
+        == "redis://redis.internal:6390/3/customers"
+    )
+
+
+def test_the_helper_without_its_connection_says_what_to_do():
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_dbstream.operators.assets import stream_asset
+
+    with pytest.raises(AirflowNotFoundException, match="'redis_nowhere' is not defined where this DAG file"):
+        stream_asset("customers", redis_conn_id="redis_nowhere")
