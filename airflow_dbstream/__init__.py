@@ -30,6 +30,8 @@ PROVIDER_INFO = {
             ],
         }
     ],
+    # Airflow >= 3.2 adds the commands of these functions to its CLI: `airflow dbstream status`.
+    "cli": ["airflow_dbstream.cli.get_cli_commands"],
     "hooks": [
         {
             "integration-name": "DB Stream",
