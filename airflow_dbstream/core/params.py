@@ -1,4 +1,4 @@
-"""The Trigger form's Params (Trigger > Run Parameters in the UI): replay a range, reset a stream, start_from.
+"""The Trigger form's "Run Parameters": replay a time range, reset a stream, set start_from.
 
 ``param_specs()`` declares the form as data (``airflow_dbstream.params.stream_params`` makes Airflow
 Params of it, validated by Airflow before the run is created);
