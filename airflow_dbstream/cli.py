@@ -119,8 +119,8 @@ def _report(args: Any) -> int:
     from airflow_dbstream.hooks.status import stream_status
 
     clients = _Clients()
-    targets = _targets(args, clients)
-    results, failed = [], False
+    targets, failed = _targets(args, clients)
+    results = []
     for target in targets:
         client = clients.get(target.redis_conn_id)
         if client is None:
@@ -159,7 +159,8 @@ def _report(args: Any) -> int:
     return 1 if any(figures.get("stale") for figures in results) else 0
 
 
-def _targets(args: Any, clients: _Clients) -> list[Target]:
+def _targets(args: Any, clients: _Clients) -> tuple[list[Target], bool]:
+    """The streams asked for, and whether finding them failed (a connection, or a pattern matching none)."""
     from airflow_dbstream.core.keys import validate_stream_name
     from airflow_dbstream.hooks.status import find_streams
 
@@ -172,18 +173,25 @@ def _targets(args: Any, clients: _Clients) -> list[Target]:
         for source in _sources(args.config):
             source_conn = args.redis_conn_id or source.get("redis_conn_id") or DEFAULT_REDIS_CONN_ID
             targets.setdefault((source_conn, source["stream"]), Target(source["stream"], source_conn, False))
+    failed = False
     if args.pattern:
         client = clients.get(conn_id)
+        failed = client is None
         if client is not None:
             try:
                 streams = find_streams(client, args.pattern)
             except Exception as exc:
                 raise StatusError(f"--pattern {args.pattern!r}: {_redis_error(conn_id, exc)}") from None
             if not streams:
-                print(f"status: no stream matches {args.pattern!r} on {conn_id!r}.", file=sys.stderr)
+                print(
+                    f"status: no stream matches {args.pattern!r} on connection {conn_id!r} (no <tag>:state "
+                    "hash of that name): check the pattern and the connection's db.",
+                    file=sys.stderr,
+                )
+                failed = True
             for stream in streams:
                 targets.setdefault((conn_id, stream), Target(stream, conn_id, named=False))
-    return list(targets.values())
+    return list(targets.values()), failed
 
 
 def _sources(config: str | None) -> list[dict[str, Any]]:

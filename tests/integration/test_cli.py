@@ -122,3 +122,18 @@ def test_an_unreachable_redis_is_one_line_and_exit_2_without_retrying(monkeypatc
     assert_one_line_error(proc, "status: Redis of connection 'redis_down' failed: ConnectionError:")
     assert "retry" not in proc.stderr
     assert time.monotonic() - started < 60  # the interpreter's start only, not 5 retries' backoff
+
+
+def test_a_pattern_matching_nothing_or_on_an_unknown_connection_is_one_line_and_exit_2(new_stream, capsys):
+    nothing = new_stream("none") + "*"
+    assert main(["status", "--redis-conn-id", "redis_test", "--pattern", nothing]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"status: no stream matches {nothing!r} on connection 'redis_test' (no <tag>:state hash of that "
+        "name): check the pattern and the connection's db."
+    ]
+    assert captured.out == ""
+    assert main(["status", "--redis-conn-id", "no_such_conn", "--pattern", "*"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 1 and "'no_such_conn' is not defined" in captured.err
+    assert captured.out == ""
