@@ -37,6 +37,8 @@ PROVIDER_INFO = {
     "triggers": [
         {"integration-name": "DB Stream", "python-modules": ["airflow_dbstream.triggers.redis_stream"]}
     ],
+    # Airflow >= 3.2 adds the commands of these functions to its CLI: `airflow dbstream status`.
+    "cli": ["airflow_dbstream.cli.get_cli_commands"],
     "hooks": [
         {
             "integration-name": "DB Stream",

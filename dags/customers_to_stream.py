@@ -7,8 +7,8 @@
 Both write the same stream, so both take its settings from CUSTOMERS below: every writer of a
 stream must agree on its keys and lookback (a writer with a shorter lookback trims `seen` below
 another's window, which then sends those rows again). Running both is safe but twice the work.
-Trigger either with config to replay a time range, reset the stream, or set where a first cycle
-starts (the form's Params).
+Trigger either (the DAG's Trigger button, its form's Run Parameters) to replay a time range, reset the
+stream, or set where a first cycle starts.
 
 Connections (Admin > Connections, or AIRFLOW_CONN_* variables):
   crm_db         the source database (here Postgres; any common-sql connection works)

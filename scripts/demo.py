@@ -5,6 +5,8 @@ Runs against this machine's Postgres (127.0.0.1:5432, database `test`), or a SQL
 Connections are AIRFLOW_CONN_* variables; Airflow's home is the throwaway .airflow-demo/.
 DEMO_SOURCE=sqlite uses the SQLite file even where Postgres answers.
 Then prints the stream's newest messages and its status (`python -m airflow_dbstream status`).
+It prints its own lines: one per cycle (the figures the cycle recorded, and the DAG run's duration)
+and a summary; Airflow's own INFO logging is off (WARNING and above still show), DEMO_VERBOSE=1 turns it on.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW_CONN_REDIS_DEFAULT=json.dumps({"conn_type": "redis", **REDIS}),
 )
+if not os.environ.get("DEMO_VERBOSE"):
+    # Airflow's INFO lines (DAG bundles, dag runs, task states: ~30 a run) would bury the demo's own.
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 
 
 def postgres_answers() -> bool:
@@ -114,8 +119,12 @@ def writer(stop: threading.Event, on_postgres: bool) -> None:
 
 
 def main() -> int:
-    import pendulum
     import redis
+
+    from airflow_dbstream.core.figures import CYCLE_COUNTS, cycle_line, format_status
+    from airflow_dbstream.core.keys import LAST_CYCLE, StreamKeys
+    from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+    from airflow_dbstream.hooks.status import stream_status
 
     on_postgres = os.environ.get("DEMO_SOURCE") != "sqlite" and postgres_answers()
     seed_postgres() if on_postgres else seed_sqlite()
@@ -132,35 +141,36 @@ def main() -> int:
     changes = threading.Thread(target=writer, args=(stop, on_postgres), daemon=True)
     changes.start()
     print("writer: changing a few customers every 0.5 s")
-    logical_date = pendulum.now("UTC").start_of("minute")
+    client = redis.Redis(host=REDIS["host"], port=REDIS["port"], db=REDIS_DB, decode_responses=True)
+    keys = StreamKeys.for_stream("customers")
+    totals = dict.fromkeys(CYCLE_COUNTS, 0)
     try:
         for n in range(1, CYCLES + 1):
             if n > 1:
                 time.sleep(2)  # let the writer change a few rows between cycles
-            run = dag.test(logical_date=logical_date.add(minutes=n))
-            print(f"cycle {n} (DAG run {run.run_id}): {run.state}")
+            # No logical date: dag.test() then starts the run now (a logical date in the future
+            # made Airflow report negative run durations).
+            run = dag.test()
+            took = (run.end_date - run.start_date).total_seconds()
+            print(f"cycle {n}: DAG run {run.run_id} {run.state} in {took:.1f} s")
             if run.state != "success":
+                print("  the task's log above says why (the cycle's ERROR line)")
                 return 1
+            figures = json.loads(client.hget(keys.state, LAST_CYCLE) or "{}")
+            print("  " + cycle_line(figures, snapshot=False))
+            for name in CYCLE_COUNTS:
+                totals[name] += figures.get(name, 0)
     finally:
         stop.set()
         changes.join(timeout=5)
 
-    from airflow_dbstream.core.figures import format_status
-    from airflow_dbstream.core.keys import StreamKeys
-    from airflow_dbstream.hooks.redis_stream import RedisStreamHook
-    from airflow_dbstream.hooks.status import stream_status
-
-    client = redis.Redis(host=REDIS["host"], port=REDIS["port"], db=REDIS_DB, decode_responses=True)
-    print(f"\nstream `customers`: {client.xlen('customers')} messages; the newest 5:")
+    print(f"\n{CYCLES} cycles: " + " ".join(f"{name}={value}" for name, value in totals.items()))
+    print(f"\nstream `customers`: the newest 5 of {client.xlen('customers')} messages:")
     for message_id, fields in client.xrevrange("customers", count=5):
         print(f"  {message_id}  pkey={fields['pkey']} epoch={fields['epoch']} variant={fields['variant']}")
         print(f"      payload={fields['payload']}")
     print("\n$ python -m airflow_dbstream status --redis-conn-id redis_default --stream customers")
-    print(
-        format_status(
-            stream_status(RedisStreamHook("redis_default").get_conn(), StreamKeys.for_stream("customers"))
-        )
-    )
+    print(format_status(stream_status(RedisStreamHook("redis_default").get_conn(), keys)))
     return 0
 
 

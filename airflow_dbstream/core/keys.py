@@ -44,6 +44,23 @@ def _has_hash_tag(stream: str) -> bool:
     return end > start + 1
 
 
+def stream_of_state_key(key: str) -> str | None:
+    """The stream whose ``<tag>:state`` hash ``key`` is (None: not a state key of any stream name).
+
+    The inverse of ``StreamKeys.for_stream``: ``{orders}:state`` is the state of ``orders``,
+    ``orders{eu}:state`` the state of ``orders{eu}``. (A stream literally named ``{orders}`` shares
+    its companions with ``orders``; it is reported as ``orders``.)
+    """
+    if not key.endswith(":state"):
+        return None
+    tag = key[: -len(":state")]
+    wrapped = tag.startswith("{") and tag.endswith("}") and not _has_hash_tag(tag[1:-1])
+    stream = tag[1:-1] if wrapped else tag
+    if not _VALID_STREAM.fullmatch(stream) or StreamKeys.for_stream(stream).state != key:
+        return None
+    return stream
+
+
 def validate_stream_name(stream: str) -> None:
     if not isinstance(stream, str) or not _VALID_STREAM.fullmatch(stream):
         raise DbStreamInputError(

@@ -35,6 +35,7 @@ from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals
 from airflow_dbstream.cycle.sources import Source
+from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook, StreamState
 
 STARTED, CURSOR, CURSOR_US, ROWS, TOTAL = state_fields.SNAPSHOT_FIELDS
@@ -239,8 +240,11 @@ class Snapshot:
 
 
 def _looks_like_sql_error(exc: Exception) -> bool:
-    """DB-API errors (ProgrammingError, OperationalError, ...) of any driver, not network or Redis ones."""
+    """DB-API errors (ProgrammingError, OperationalError, ...) of any driver, not network or Redis ones,
+    nor a source's fault that Airflow's retry may cure (a killed connection is not a wrong SQL)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"ProgrammingError", "OperationalError", "DatabaseError", "SyntaxError"}) and not (
-        type(exc).__module__.startswith("redis")
+    return (
+        bool(names & {"ProgrammingError", "OperationalError", "DatabaseError", "SyntaxError"})
+        and not type(exc).__module__.startswith("redis")
+        and not faults.source_fault(exc)
     )

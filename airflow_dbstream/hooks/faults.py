@@ -19,6 +19,14 @@ from redis.retry import Retry
 from airflow_dbstream.core.errors import DbStreamRedisError, LockLostError, RedisPermissionError
 
 T = TypeVar("T")
+
+# A source's errors that a retry may cure, by SQLSTATE (psycopg's sqlstate, psycopg2's pgcode):
+# 08 connection exception, 57P01-57P03 the session terminated (pg_terminate_backend) or the server
+# shutting down or starting, 40001 serialization failure, 40P01 deadlock, 53 insufficient resources.
+_SOURCE_TRANSIENT_SQLSTATE = re.compile(r"^(08|57P0[123]|40001|40P01|53)")
+# MySQL/MariaDB's: too many connections 1040, server shutdown 1053, lock wait timeout 1205, deadlock 1213,
+# connection killed 1927, cannot connect 2002/2003, server gone away 2006, lost connection 2013/2055.
+_SOURCE_TRANSIENT_MYSQL = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055}
 log = logging.getLogger(__name__)
 
 # Retries of one call, about 1, 2, 4, 8 and 8 s apart: a Redis restart or a failover is ridden out.
@@ -55,6 +63,24 @@ class LoggedRetry(Retry):
             return fail(error, failures) if with_failure_count else fail(error)
 
         return super().call_with_retry(do, failed, retryable, with_failure_count=True)
+
+
+def source_fault(exc: BaseException) -> bool:
+    """A source database's error that Airflow's retry may cure (a lost or killed connection, a restart,
+    a deadlock), unlike a wrong SQL or column, which the retry would only meet again. Duck-typed over the
+    drivers' DB-API errors, so no driver is imported."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if not names & {"OperationalError", "InterfaceError", "DatabaseError"}:
+        return False
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if isinstance(state, str):
+        return bool(_SOURCE_TRANSIENT_SQLSTATE.match(state))
+    if type(exc).__module__.split(".")[0] in ("psycopg", "psycopg2"):
+        return True  # a Postgres driver's error without a SQLSTATE is the connection's, not the server's
+    code = getattr(exc, "errno", None) or (exc.args[0] if exc.args and isinstance(exc.args[0], int) else None)
+    if code in _SOURCE_TRANSIENT_MYSQL:
+        return True
+    return "database is locked" in str(exc)  # SQLite: another writer holds the file
 
 
 def call(what: str, stream: str, fn: Callable[[], T], source: str | None = None) -> T:

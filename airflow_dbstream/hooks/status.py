@@ -7,13 +7,14 @@ them live. Only cheap O(1) Redis calls: HGETALL of a small hash, TIME, ZCARD, XL
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from typing import Any
 
 import redis
 
 from airflow_dbstream.core import keys as fields_of
 from airflow_dbstream.core.figures import freshness, iso, json_field, lag_seconds
-from airflow_dbstream.core.keys import StreamKeys, parse_watermark
+from airflow_dbstream.core.keys import StreamKeys, parse_watermark, stream_of_state_key
 
 
 def _text(value: Any) -> Any:
@@ -77,6 +78,21 @@ def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
         "snapshot": {k: v for k, v in fields.items() if k.startswith(fields_of.SNAPSHOT_PREFIX)} or None,
         "checked_at": iso(now_us),
     }
+
+
+def find_streams(client: Any, pattern: str = "*") -> list[str]:
+    """The streams whose name matches the glob ``pattern``, found by their ``<tag>:state`` hashes (SCAN).
+
+    Two SCANs with a MATCH each: ``{pattern}:state`` (streams without a hash tag of their own) and
+    ``pattern:state`` (those with one); every key found is checked back against its stream's keys.
+    """
+    found: set[str] = set()
+    for match in ("{" + pattern + "}:state", pattern + ":state"):
+        for key in client.scan_iter(match=match, count=1000, _type="hash"):
+            stream = stream_of_state_key(_text(key))
+            if stream is not None and fnmatchcase(stream, pattern):
+                found.add(stream)
+    return sorted(found)
 
 
 def record_status(client: Any, keys: StreamKeys) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,6 +53,24 @@ def stream(redis_client: redis.Redis) -> Iterator[str]:
     yield name
     tag = "{" + name + "}"
     redis_client.delete(name, f"{tag}:seen", f"{tag}:digest", f"{tag}:state", f"{tag}:lock", f"{tag}:keys")
+
+
+@pytest.fixture
+def new_stream(redis_client: redis.Redis) -> Iterator[Callable[[str], str]]:
+    """Fresh stream keys on demand, several per test (``new_stream("orders")``); all removed afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    names: list[str] = []
+
+    def make(name: str) -> str:
+        names.append(f"{prefix}:{name}")
+        return names[-1]
+
+    yield make
+    from airflow_dbstream.core.keys import StreamKeys
+
+    for name in names:
+        keys = StreamKeys.for_stream(name)
+        redis_client.delete(keys.stream, keys.seen, keys.digest, keys.state, keys.lock, keys.keys)
 
 
 @pytest.fixture(autouse=True)

@@ -130,3 +130,47 @@ def test_example_dag_runs_green_and_a_cleared_rerun_emits_nothing_new(airflow_en
     _, state, _, output = _run_dag(env)
     assert state == "success"
     assert target.xlen("customers") == 1005
+
+
+DEMO_REDIS_DB = int(os.environ.get("DBSTREAM_TEST_DEMO_REDIS_DB", "12"))
+
+
+@pytest.fixture
+def demo_env():
+    """scripts/demo.py on a Postgres database and a Redis db of its own (its stream name is fixed)."""
+    database = f"dbstream_demo_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True)
+    admin.execute(f"CREATE DATABASE {database}")
+    target = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=DEMO_REDIS_DB)
+    keys = ("customers", *(f"{{customers}}:{kind}" for kind in ("seen", "digest", "state", "lock", "keys")))
+    target.delete(*keys)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "DEMO_"))}
+    yield {**env, "DEMO_PG_DB": database, "DEMO_REDIS_DB": str(DEMO_REDIS_DB)}, target
+    target.delete(*keys)
+    admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    admin.close()
+
+
+def test_the_demo_prints_its_own_lines_without_airflow_noise_or_negative_durations(demo_env):
+    env, target = demo_env
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts/demo.py")],
+        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, (out[-3000:], proc.stderr[-3000:])
+    lines = out.splitlines()
+    noise = [line for line in lines + proc.stderr.splitlines()
+             if "[info" in line or "[DAG TEST]" in line or "DagRun Finished" in line]  # fmt: skip
+    assert noise == [], noise[:5]
+    assert "duration=-" not in out + proc.stderr
+    assert len(lines) < 50, out
+    runs = [line for line in lines if line.startswith("cycle ")]
+    assert len(runs) == 3 and all(" success in " in line for line in runs), runs
+    assert all(float(line.rsplit(" in ", 1)[1].removesuffix(" s")) >= 0 for line in runs), runs
+    cycles = [line.strip() for line in lines if line.strip().startswith("Cycle of stream customers:")]
+    assert len(cycles) == 3 and "emitted=1000 duplicates=0" in cycles[0], cycles
+    assert all(float(line.split("duration_seconds=")[1].split()[0]) >= 0 for line in cycles)
+    assert "-" not in "".join(line.split("lag_seconds=")[1].split()[0] for line in cycles)
+    assert "3 cycles: rows_read=" in out and f"the newest 5 of {target.xlen('customers')} messages" in out
+    assert "freshness:" in out and "stream length:  " in out

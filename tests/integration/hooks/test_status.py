@@ -11,6 +11,7 @@ import time
 import pytest
 
 from airflow_dbstream.__main__ import main
+from airflow_dbstream.hooks.status import find_streams
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import run_cycle
 
@@ -56,11 +57,29 @@ def test_status_command_prints_the_figures(stream_with_group):
     assert "group search: pending=0 lag=0 consumers=0" in out
 
 
-def test_status_of_an_unknown_stream_says_so(stream, capsys):
+def test_status_of_an_unknown_stream_says_so_in_one_line(stream, capsys):
     assert main(["status", "--redis-conn-id", "redis_test", "--stream", stream]) == 2
     captured = capsys.readouterr()
-    assert "has no messages and no state" in captured.err
-    assert "watermark:      (none yet" in captured.out
+    assert captured.err.splitlines() == [
+        f"status: stream {stream!r} has no messages and no state on connection 'redis_test': "
+        "check the stream key and the connection's db."
+    ]
+    assert captured.out == ""
+
+
+def test_streams_are_found_by_their_state_hashes(pg_table, new_stream, redis_client):
+    orders_eu, orders_us, invoices = new_stream("orders.eu"), new_stream("orders.us"), new_stream("invoices")
+    tagged = new_stream("orders{eu}")  # a stream with its own hash tag: its state is orders{eu}:state
+    pg_table.insert([(1, "a", pg_table.now())])
+    for name in (orders_eu, orders_us, invoices, tagged):
+        run_cycle(pg_table, name)
+    prefix = orders_eu.removesuffix("orders.eu")
+    stray = prefix + "orders of no stream:state"  # a hash named like a state, of no valid stream name
+    redis_client.hset(stray, "watermark", 1)
+    assert find_streams(redis_client, prefix + "orders*") == sorted([orders_eu, orders_us, tagged])
+    assert find_streams(redis_client, prefix + "*") == sorted([orders_eu, orders_us, invoices, tagged])
+    assert find_streams(redis_client, prefix + "nothing*") == []
+    redis_client.delete(stray)
 
 
 def test_freshness_stays_small_on_an_idle_table_polled_on_time_while_the_data_age_grows(

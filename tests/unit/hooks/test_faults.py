@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import MySQLdb
+import psycopg
 import pytest
 from redis import exceptions as rx
 
@@ -89,3 +93,33 @@ def test_a_refusal_inside_a_script_names_the_command_of_its_line():
 def test_other_response_errors_pass_through():
     error = rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
     assert faults.permanent_error("emit", "s", error) is error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"),
+        MySQLdb.OperationalError(2013, "Lost connection to server during query"),
+        MySQLdb.OperationalError(1927, "Connection was killed"),
+        sqlite3.OperationalError("database is locked"),
+    ],
+)
+def test_a_lost_or_killed_source_connection_is_a_fault_a_retry_may_cure(error):
+    assert faults.source_fault(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.UndefinedColumn('column "idd" does not exist'),
+        psycopg.errors.SyntaxError("syntax error at or near"),
+        MySQLdb.OperationalError(1054, "Unknown column 'idd' in 'field list'"),
+        MySQLdb.ProgrammingError(1064, "You have an error in your SQL syntax"),
+        sqlite3.OperationalError("no such column: idd"),
+        ValueError("not a database error"),
+    ],
+)
+def test_a_wrong_sql_is_no_such_fault(error):
+    assert not faults.source_fault(error)
