@@ -119,6 +119,10 @@ class Pipeline:
         with collector_paused(self.spec.pause_gc):
             try:
                 for columns, rows in batches:
+                    if not rows:  # an empty result: its columns are checked all the same
+                        if self.encoder is None:
+                            self.encoder = RowEncoder(self.spec, columns)
+                        continue
                     prepared = self.prepare(columns, rows, rows_before + totals.rows_read)
                     background.submit(prepared)
                     totals.rows_read += len(rows)
