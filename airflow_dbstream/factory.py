@@ -21,7 +21,7 @@ OPTIONAL = (
     "redis_conn_id", "schedule", "start_from", "maxlen", "batch_size", "parameters", "source_timezone",
     "epoch_unit", "run_for", "poll_interval", "retries", "retry_delay", "description", "tags",
     "execution_timeout", "paused", "snapshot_chunk_size", "deleted_column", "track_keys", "transaction_guard",
-    "guard_max_hold", "pause_gc",
+    "guard_max_hold", "pause_gc", "on_bad_row",
 )  # fmt: skip
 DAG_KEYS = ("schedule", "retries", "retry_delay", "description", "tags", "paused")
 DURATIONS = ("lookback", "run_for", "poll_interval", "retry_delay", "execution_timeout", "guard_max_hold")

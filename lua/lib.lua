@@ -37,10 +37,11 @@ local function below(key, cutoff, limit, ...)
   return redis.call('ZRANGE', key, '-inf', '(' .. cutoff, 'BYSCORE', 'LIMIT', 0, tonumber(limit), ...)
 end
 
--- Forget the versions of `pkeys` (a list, maybe empty): they leave `seen` and the digest hash.
+-- Forget the versions of `pkeys` (a list, maybe empty): they leave `seen` and the digest hash (when
+-- `digests` is given: the dead letters' `dead_seen` has none).
 local function forget(seen, digests, pkeys)
   if #pkeys > 0 then
     redis.call('ZREM', seen, unpack(pkeys))
-    redis.call('HDEL', digests, unpack(pkeys))
+    if digests then redis.call('HDEL', digests, unpack(pkeys)) end
   end
 end

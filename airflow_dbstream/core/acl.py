@@ -24,7 +24,8 @@ RESET_REPLAY_COMMANDS = (
     "evalsha", "script|load", "set", "get", "pttl", "pexpire", "del",
     "hgetall", "zcard", "hset", "xadd",
 )  # fmt: skip
-# Called by delete.lua when a query marks rows deleted (soft deletes): its per-row dedup.
+# Called by delete.lua when a query marks rows deleted (soft deletes): its per-row dedup; and by
+# deadletter.lua (on_bad_row="dead_letter"), whose other commands (XADD, ZADD) a cycle has already.
 DELETE_COMMANDS = ("zscore", "hget")
 # Called by ReconcileDeletesOperator (hard deletes): it counts and marks <tag>:keys, then runs sweep.lua.
 RECONCILE_COMMANDS = ("zcount", "zadd", "evalsha")

@@ -24,7 +24,7 @@ from airflow_dbstream.core.epoch import (
     microseconds_since,
     to_epoch_us,
 )
-from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.errors import BadRowError, DbStreamInputError
 
 if TYPE_CHECKING:
     from airflow_dbstream.core.spec import StreamSpec
@@ -402,19 +402,37 @@ class RowEncoder:
         for column, value in zip(self.pkey_columns, values, strict=True):
             if value is None:
                 raise self._row_error(row_number, None, column, "is NULL; a primary key cannot be NULL")
-        if self._composite:
-            return self._dumps(values)
         value = values[0]
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        text = self._dumps(value)
+        if not self._composite:
+            if isinstance(value, str):
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+        try:
+            text = self._dumps(values if self._composite else value)
+        except Unencodable:
+            for column, value in zip(self.pkey_columns, values, strict=True):
+                try:
+                    self._dumps(value)
+                except Unencodable as exc:
+                    raise self._row_error(
+                        row_number,
+                        None,
+                        column,
+                        f"{exc}, so it cannot be a pkey; cast it in the SQL (e.g. to text)",
+                    ) from None
+            raise
+        if self._composite:
+            return text
         return text[1:-1] if text.startswith('"') else text
 
-    def _row_error(self, row_number: int, pkey: str | None, column: str, problem: str) -> DbStreamInputError:
+    def _row_error(self, row_number: int, pkey: str | None, column: str, problem: str) -> BadRowError:
         where = f"row {row_number}" + (f" (pkey {pkey!r})" if pkey is not None else "")
-        return DbStreamInputError(
+        return BadRowError(
             f"Stream {self.stream!r}: column {column!r} of {where} {problem}. Nothing more was emitted "
-            "and the watermark did not move; fix the data or the SQL and rerun the task."
+            "and the watermark did not move; fix the data or the SQL and rerun the task (or set "
+            'on_bad_row="dead_letter" to route such rows to the dead-letter stream).',
+            column=column,
+            problem=problem,
+            pkey=pkey,
         )

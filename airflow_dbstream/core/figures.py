@@ -10,7 +10,7 @@ from typing import Any
 from airflow_dbstream.core.epoch import datetime_to_us, us_to_datetime
 from airflow_dbstream.core.guard import Hold
 
-CYCLE_COUNTS = ("rows_read", "emitted", "duplicates", "deletes")
+CYCLE_COUNTS = ("rows_read", "emitted", "duplicates", "deletes", "dead_lettered")
 GUARD_FIGURES = ("guard", "oldest_transaction_age_seconds", "guard_held_seconds", "observed_lateness_seconds")
 
 
@@ -83,7 +83,8 @@ def cycle_line(figures: dict[str, Any], *, snapshot: bool) -> str:
     guard = " ".join(f"{name}={figures[name]}" for name in GUARD_FIGURES if name in figures)
     return (
         f"Cycle of stream {figures['stream']}: rows_read={figures['rows_read']} emitted={figures['emitted']} "
-        f"duplicates={figures['duplicates']} window=[{figures['window_start']}, {figures['window_end']}) "
+        f"duplicates={figures['duplicates']} dead_lettered={figures.get('dead_lettered', 0)} "
+        f"window=[{figures['window_start']}, {figures['window_end']}) "
         f"watermark={figures['watermark']} lag_seconds={figures['lag_seconds']} "
         f"duration_seconds={figures['duration_seconds']} {guard}" + (" (snapshot)" if snapshot else "")
     ).replace("  ", " ")
@@ -106,7 +107,8 @@ def failure_line(stream: str, pipeline: Any, window: Any, exc: BaseException) ->
 def replay_line(figures: dict[str, Any]) -> str:
     return (
         f"Replay of stream {figures['stream']}: rows_read={figures['rows_read']} "
-        f"replayed={figures['replayed']} range=[{figures['replay_from']}, {figures['replay_to']}) "
+        f"replayed={figures['replayed']} dead_lettered={figures.get('dead_lettered', 0)} "
+        f"range=[{figures['replay_from']}, {figures['replay_to']}) "
         f"replay={figures['replay']} duration_seconds={figures['duration_seconds']}"
     )
 
@@ -121,6 +123,8 @@ def format_status(status: dict[str, Any]) -> str:
         f"seen size:      {status['seen_size']}",
         f"stream length:  {status['stream_length']}",
     ]
+    if status.get("dead_length") is not None:
+        lines.append(f"dead letters:   {status['dead_length']} (in {status.get('dead_stream')})")
     cycle = status.get("last_cycle")
     if isinstance(cycle, dict):
         lines.append(

@@ -20,6 +20,8 @@ class StreamKeys:
     state: str
     lock: str
     keys: str  # live keys the stream carries (zset pkey -> epoch), kept when track_keys is on
+    dead: str  # the dead-letter stream: rows that failed their checks (on_bad_row="dead_letter")
+    dead_seen: str  # zset: identity of each bad version dead-lettered -> its epoch, trimmed like seen
 
     @classmethod
     def for_stream(cls, stream: str) -> StreamKeys:
@@ -32,6 +34,8 @@ class StreamKeys:
             state=f"{tag}:state",
             lock=f"{tag}:lock",
             keys=f"{tag}:keys",
+            dead=f"{tag}:dead",
+            dead_seen=f"{tag}:dead_seen",
         )
 
 

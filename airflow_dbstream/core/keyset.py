@@ -3,7 +3,7 @@
 The author's SELECT is wrapped as a derived table and never edited:
 
     SELECT * FROM (<the author's SQL>) AS dbstream_snapshot
-    WHERE <(epoch, pkey) after the cursor>
+    WHERE <epoch and pkey not NULL> AND <(epoch, pkey) after the cursor>
     ORDER BY <epoch>, <pkey...> LIMIT <chunk>
 
 The SQL is taken through ``sqltext.statement`` first, so a trailing ``;`` or comment cannot end the
@@ -70,7 +70,11 @@ def chunk_sql(
 ) -> str:
     """One chunk of the snapshot: the next ``limit`` rows after the cursor (or the first ones)."""
     quoted = [quote_identifier(c, quote) for c in order_columns]
-    where = f"\nWHERE {after_cursor(quoted, placeholder_style(sql))}" if after else ""
+    # Only the rows a cursor can page: those with a NULL are ``unpaged_sql``'s (a NULL key would
+    # otherwise pass "epoch > cursor", and end a chunk as a cursor that skips rows).
+    where = "\nWHERE " + " AND ".join(f"{c} IS NOT NULL" for c in quoted)
+    if after:
+        where += f" AND {after_cursor(quoted, placeholder_style(sql))}"
     return (
         f"{derived(sql, 'dbstream_snapshot', dialect)}{where}\n"
         f"ORDER BY {', '.join(quoted)}\nLIMIT {int(limit)}"

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any
 
+from airflow_dbstream.core.deadletters import ON_BAD_ROW
 from airflow_dbstream.core.epoch import check_unit, datetime_to_us, load_timezone
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.keys import StreamKeys
@@ -62,6 +63,7 @@ class StreamSpec:
     transaction_guard: bool | None = None  # None: on where the source shows its open transactions
     guard_max_hold: timedelta = timedelta(hours=1)
     pause_gc: bool = False  # pause Python's cyclic collector while a query is read and sent
+    on_bad_row: str = "fail"  # or "dead_letter": a row failing its checks goes to <tag>:dead, once
     lookback_hint: str = field(default="longest transaction + writers' clock skew", compare=False)
     pkey_columns: tuple[str, ...] = field(init=False)
     tz: tzinfo = field(init=False, compare=False)
@@ -96,6 +98,11 @@ class StreamSpec:
                 f"False, got {self.transaction_guard!r}."
             )
         duration("guard_max_hold", self.guard_max_hold, positive=True)
+        if self.on_bad_row not in ON_BAD_ROW:
+            raise DbStreamInputError(
+                f'on_bad_row must be "fail" (a bad row stops the stream) or "dead_letter" (it goes to the '
+                f"stream's <tag>:dead stream and the stream goes on), got {self.on_bad_row!r}."
+            )
         object.__setattr__(self, "tz", load_timezone(self.source_timezone))
 
     @classmethod
@@ -126,6 +133,10 @@ class StreamSpec:
     @property
     def start_from_us(self) -> int | None:
         return None if self.start_from is None else datetime_to_us(self.start_from, self.tz)
+
+    @property
+    def dead_letters(self) -> bool:
+        return self.on_bad_row == "dead_letter"
 
     @property
     def chunked_first_load(self) -> bool:

@@ -28,7 +28,7 @@ class BackgroundEmitter:
         self._send = send
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
-        self.emitted = self.duplicates = self.deletes = 0
+        self.emitted = self.duplicates = self.deletes = self.dead_lettered = 0
         self.lowest_epoch_us: int | None = None
         self._precheck = True  # the first batch tells whether the window is mostly known already
         self._thread = threading.Thread(target=self._run, name="dbstream-emit", daemon=True)
@@ -46,6 +46,7 @@ class BackgroundEmitter:
             self.emitted += result.emitted
             self.duplicates += result.duplicates
             self.deletes += getattr(result, "deletes", 0)
+            self.dead_lettered += getattr(result, "dead_lettered", 0)
             low = getattr(result, "lowest_epoch_us", None)
             if low is not None and (self.lowest_epoch_us is None or low < self.lowest_epoch_us):
                 self.lowest_epoch_us = low

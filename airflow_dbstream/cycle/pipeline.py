@@ -3,7 +3,9 @@
 Every path that sends rows runs on it: a cycle's window, each chunk of the first load, a replay.
 The rows are checked in one place, the encoder (core/encoding.py); a batch's live rows go through
 emit.lua, the rows ``deleted_column`` marks as tombstones through delete.lua (or, for a replay,
-all of them through replay.lua).
+all of them through replay.lua). With ``on_bad_row="dead_letter"``, a row the encoder refuses (its
+BadRowError) becomes a dead letter (core/deadletters.py) sent through deadletter.lua after the batch's
+messages; any other error still fails the query.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
 from airflow_dbstream.core.encoding import Message, RowEncoder
+from airflow_dbstream.core.epoch import to_epoch_us
+from airflow_dbstream.core.errors import BadRowError
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
@@ -29,17 +34,19 @@ class BatchResult:
     duplicates: int
     deletes: int  # tombstones emitted (counted in emitted too)
     lowest_epoch_us: int | None = None  # the lowest epoch of the live rows emitted
+    dead_lettered: int = 0  # bad rows appended to <tag>:dead (not counted in emitted)
 
 
 @dataclass(frozen=True)
 class PreparedBatch:
     messages: list[Message]  # in the order read
     deleted: list[bool] | None  # per message, whether deleted_column marks its row deleted
-    max_epoch_us: int
+    max_epoch_us: int | None  # None only when every row was bad and had no readable epoch
     last_row: Sequence[Any]
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # the bad rows (on_bad_row)
 
     def __len__(self) -> int:
-        return len(self.messages)
+        return len(self.messages) + len(self.dead_letters)
 
     @property
     def live(self) -> list[Message]:
@@ -62,6 +69,7 @@ class QueryTotals:
     emitted: int = 0
     duplicates: int = 0
     deletes: int = 0
+    dead_lettered: int = 0
     max_epoch_us: int | None = None
     lowest_emitted_us: int | None = None  # the lowest epoch of the live rows emitted
     last_row: Sequence[Any] | None = None
@@ -88,10 +96,13 @@ def collector_paused(pause: bool) -> Iterator[None]:
 class Pipeline:
     """Encodes and sends the rows of a stream's queries; one per run (its encoder is made once)."""
 
-    def __init__(self, spec: StreamSpec, redis: RedisStreamHook, lease: Lease | None) -> None:
+    def __init__(
+        self, spec: StreamSpec, redis: RedisStreamHook, lease: Lease | None, read_us: int = 0
+    ) -> None:
         self.spec = spec
         self.redis = redis
         self.lease = lease
+        self.read_us = read_us  # the source's clock at the read: a dead letter's score when it has no epoch
         self.encoder: RowEncoder | None = None
         self.rows_read = self.emitted = 0  # over all its queries, failed ones included
 
@@ -119,20 +130,24 @@ class Pipeline:
         with collector_paused(self.spec.pause_gc):
             try:
                 for columns, rows in batches:
+                    if not rows:  # an empty result: its columns are checked all the same
+                        self.encoder_for(columns)
+                        continue
                     prepared = self.prepare(columns, rows, rows_before + totals.rows_read)
                     background.submit(prepared)
                     totals.rows_read += len(rows)
                     totals.last_row = prepared.last_row
-                    top = totals.max_epoch_us
-                    totals.max_epoch_us = (
-                        prepared.max_epoch_us if top is None else max(top, prepared.max_epoch_us)
-                    )
+                    top, batch_top = totals.max_epoch_us, prepared.max_epoch_us
+                    if batch_top is not None:
+                        totals.max_epoch_us = batch_top if top is None else max(top, batch_top)
                 totals.emitted, totals.duplicates, totals.deletes, totals.lowest_emitted_us = (
                     background.finish()
                 )
+                totals.dead_lettered = background.dead_lettered
             except BaseException:
                 background.abandon()
                 totals.emitted = background.emitted  # what reached the stream before the failure
+                totals.dead_lettered = background.dead_lettered
                 raise
             finally:
                 batches.close()
@@ -143,13 +158,60 @@ class Pipeline:
     def prepare(
         self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int
     ) -> PreparedBatch:
-        """The batch's messages, live and dead apart: all a cycle needs before Redis (see overlap)."""
+        """The batch's messages, live and dead apart, and its bad rows' dead letters (on_bad_row):
+        all a cycle needs before Redis (see overlap)."""
+        encoder = self.encoder_for(columns)
+        if self.spec.dead_letters:
+            messages, good, letters = self._split(encoder, rows, rows_before + 1)
+        else:
+            messages, good, letters = encoder.encode_batch(rows, rows_before + 1), rows, []
+        index = encoder.deleted_index
+        deleted = None if index is None else [is_deleted(row[index]) for row in good]
+        epochs = [m.epoch_us for m in messages] + [int(d.epoch_us) for d in letters if d.epoch_us]
+        return PreparedBatch(messages, deleted, max(epochs) if epochs else None, rows[-1], letters)
+
+    def encoder_for(self, columns: Sequence[str]) -> RowEncoder:
+        """The run's encoder, made from the first query's columns (which it checks)."""
         if self.encoder is None:
             self.encoder = RowEncoder(self.spec, columns)
-        messages = self.encoder.encode_batch(rows, rows_before + 1)
-        index = self.encoder.deleted_index
-        deleted = None if index is None else [is_deleted(row[index]) for row in rows]
-        return PreparedBatch(messages, deleted, max(m.epoch_us for m in messages), rows[-1])
+        return self.encoder
+
+    def _split(
+        self, encoder: RowEncoder, rows: Sequence[Sequence[Any]], first_row_number: int
+    ) -> tuple[list[Message], list[Sequence[Any]], list[DeadLetter]]:
+        """(messages, the rows they encode, dead letters): a batch the encoder refuses is encoded again
+        row by row, each refused row (BadRowError, nothing else) becoming a dead letter."""
+        try:
+            return encoder.encode_batch(rows, first_row_number), list(rows), []
+        except BadRowError:
+            pass
+        messages, good, letters = [], [], []
+        for n, row in enumerate(rows, first_row_number):
+            try:
+                messages.extend(encoder.encode_batch([row], n))
+            except BadRowError as bad:
+                letters.append(self._dead_letter(encoder, row, bad))
+            else:
+                good.append(row)
+        return messages, good, letters
+
+    def _dead_letter(self, encoder: RowEncoder, row: Sequence[Any], bad: BadRowError) -> DeadLetter:
+        epoch_us = None
+        value = row[encoder.columns.index(encoder.epoch_column)]
+        if value is not None:
+            try:
+                epoch_us = to_epoch_us(value, encoder.tz, encoder.epoch_unit)
+            except Exception:  # unreadable: the letter goes out without an epoch
+                epoch_us = None
+        return dead_letter(
+            encoder.columns,
+            row,
+            column=bad.column,
+            problem=bad.problem,
+            pkey=bad.pkey,
+            epoch_us=epoch_us,
+            read_us=self.read_us,
+        )
 
     def emit(self, batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
         """Emit a prepared batch; ``precheck`` skips payloads ``seen`` already holds (hook.emit)."""
@@ -161,27 +223,36 @@ class Pipeline:
         tombstones = EmitResult(0, 0)
         if batch.dead:
             tombstones = self.redis.emit(keys, spec.variant, spec.maxlen, batch.dead, script="delete", **args)
+        dead_lettered = 0
+        if batch.dead_letters:  # after the batch's messages: a rerun finds either already sent
+            dead_lettered = self.redis.dead_letter(keys, spec.variant, spec.maxlen, batch.dead_letters, lease)
         return BatchResult(
             emitted=result.emitted + tombstones.emitted,
             duplicates=result.duplicates + tombstones.duplicates,
             deletes=tombstones.emitted,
             lowest_epoch_us=result.lowest_epoch_us,
+            dead_lettered=dead_lettered,
         )
 
     def replayer(self, marker: str, start_us: int, end_us: int) -> Send:
-        """A ``send`` that appends every row of [start, end) again, marked ``replay``, without dedup."""
+        """A ``send`` that appends every row of [start, end) again, marked ``replay``, without dedup
+        (and its bad rows to the dead-letter stream again, marked too)."""
         spec = self.spec
 
         def replay(batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
-            deleted = batch.deleted or [False] * len(batch)
+            deleted = batch.deleted or [False] * len(batch.messages)
             rows = [
                 (m.pkey, m.epoch_us, "delete" if d else "", m.payload)
                 for m, d in zip(batch.messages, deleted, strict=True)
                 if start_us <= m.epoch_us < end_us  # the SQL may not bind window_end
             ]
+            letters = [
+                d for d in batch.dead_letters if not d.epoch_us or start_us <= int(d.epoch_us) < end_us
+            ]
             assert self.lease is not None
             self.lease.renew_if_due()
             sent = self.redis.replay(spec.keys, spec.variant, spec.maxlen, marker, rows, self.lease)
-            return BatchResult(sent, 0, 0)
+            dead = self.redis.dead_letter(spec.keys, spec.variant, spec.maxlen, letters, self.lease, marker)
+            return BatchResult(sent, 0, 0, dead_lettered=dead)
 
         return replay

@@ -55,7 +55,7 @@ def replay(
     start_us = datetime_to_us(replay_from, UTC)
     with _held(runner, "replayed") as held, runner.source() as source:
         end_us = source.now_us() if replay_to is None else datetime_to_us(replay_to, UTC)
-        pipeline = Pipeline(spec, runner.redis, held)
+        pipeline = Pipeline(spec, runner.redis, held, end_us)
         params = source.window_params(spec.parameters, start_us, end_us)
         done = pipeline.run(source, spec.sql, params, send=pipeline.replayer(marker, start_us, end_us))
         figures = {
@@ -65,6 +65,7 @@ def replay(
             "replay_to": iso(end_us),
             "rows_read": done.rows_read,
             "replayed": done.emitted,
+            "dead_lettered": done.dead_lettered,
             "duration_seconds": round(time.monotonic() - started, 3),
         }
         note = json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()})

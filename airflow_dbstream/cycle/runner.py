@@ -41,7 +41,7 @@ from airflow_dbstream.core.guard import (
     observed_lateness_us,
 )
 from airflow_dbstream.core.spec import StreamSpec
-from airflow_dbstream.core.window import Window, next_watermark, plan_window
+from airflow_dbstream.core.window import Window, next_watermark, plan_window, trim_cutoff
 from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals
 from airflow_dbstream.cycle.snapshot import Snapshot, SnapshotResult
 from airflow_dbstream.cycle.sources import Source
@@ -52,7 +52,7 @@ from airflow_dbstream.hooks.status import record_status
 
 _SAID: set[str] = set()  # what this worker process has said once already
 # Summed over the cycles of one cycles_for run.
-LOOP_TOTALS = ("rows_read", "emitted", "duplicates", "deletes")
+LOOP_TOTALS = ("rows_read", "emitted", "duplicates", "deletes", "dead_lettered")
 
 
 class CycleRunner:
@@ -102,9 +102,12 @@ class CycleRunner:
             self.log.error(failure_line(self.spec.stream, self._pipeline, self._window, exc))
             raise
         client = self.redis.get_conn()
-        faults.call("status", self.spec.stream, lambda: record_status(client, self.spec.keys))
+        dead = self.spec.dead_letters
+        status = faults.call(
+            "status", self.spec.stream, lambda: record_status(client, self.spec.keys, dead_letters=dead)
+        )
         if self.on_cycle is not None:
-            self.on_cycle(figures)
+            self.on_cycle({**figures, **({"dead_length": status["dead_length"]} if dead else {})})
         return figures
 
     def cycles_for(self, run_for: timedelta, poll_interval: timedelta) -> dict[str, Any]:
@@ -149,8 +152,8 @@ class CycleRunner:
         spec, keys = self.spec, self.spec.keys
         with self.hold(spec.lock_wait) as held, self.source() as source:
             state = self.redis.read_state(keys)
-            pipeline = self._pipeline = Pipeline(spec, self.redis, held)
             read_us, open_transactions = source.clock(spec.transaction_guard)
+            pipeline = self._pipeline = Pipeline(spec, self.redis, held, read_us)
             if spec.transaction_guard is not False and source.kind == "generic":
                 self._say_once(
                     f"Stream {spec.stream}: a {source.kind} source shows no open transactions, so "
@@ -196,6 +199,8 @@ class CycleRunner:
             **({state_fields.TRACK_KEYS: "1"} if spec.track_keys else {}),
         }
         committed_us = self.redis.commit(spec.keys, watermark_us, spec.lookback_us + slack, recorded, held)
+        if spec.dead_letters and committed_us is not None:  # the bad versions no window reads again
+            self.redis.trim_dead(spec.keys, trim_cutoff(committed_us, spec.lookback_us + slack))
         if committed_us != watermark_us:  # another cycle committed further meanwhile
             figures["watermark"] = iso(committed_us)
             figures["lag_seconds"] = lag_seconds(committed_us, end_us)

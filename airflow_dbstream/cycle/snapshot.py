@@ -8,7 +8,9 @@ normal cycle re-reads everything changed while the snapshot ran.
 It reads what a window reads, checked as a window checks it: first the author's SQL itself, unwrapped,
 over an empty window (its columns go through the row encoder's checks, and its own failure is reported
 as it is, never as the chunking's); then the rows no chunk can page (a NULL epoch or key), through the
-pipeline, whose encoder names them; then the chunks.
+pipeline, whose encoder names them (with ``on_bad_row="dead_letter"``: dead-letters them, each bad
+version once however often the first load is resumed); then the chunks, which page only the rows
+with an epoch and a key.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ class SnapshotResult:
     duplicates: int
     deletes: int
     resumed_at_rows: int
+    dead_lettered: int = 0
 
-    def add(self, chunk: QueryTotals) -> SnapshotResult:
-        """This result with one more chunk's rows counted in."""
-        assert chunk.max_epoch_us is not None
-        top = chunk.max_epoch_us if self.max_epoch_us is None else max(self.max_epoch_us, chunk.max_epoch_us)
+    def add(self, chunk: QueryTotals, *, paged: bool = True) -> SnapshotResult:
+        """This result with one more chunk's rows counted in; the rows no chunk pages (``paged``
+        False) move no cursor: their epochs are not the table's order."""
+        top = self.max_epoch_us
+        if paged and chunk.max_epoch_us is not None:
+            top = chunk.max_epoch_us if top is None else max(top, chunk.max_epoch_us)
         return replace(
             self,
             max_epoch_us=top,
@@ -62,6 +67,7 @@ class SnapshotResult:
             emitted=self.emitted + chunk.emitted,
             duplicates=self.duplicates + chunk.duplicates,
             deletes=self.deletes + chunk.deletes,
+            dead_lettered=self.dead_lettered + chunk.dead_lettered,
         )
 
 
@@ -134,10 +140,12 @@ class Snapshot:
             self.redis.save_fields(self.keys, {STARTED: started_us, ROWS: 0, TOTAL: total})
         else:
             self.log.info("Snapshot of stream %s resumes after %d rows", self.keys.stream, done)
-        self._read_unpaged(params, done)
+        result = result.add(self._read_unpaged(params, done), paged=False)
         clock = time.monotonic()
+        first = True
         while True:
-            chunk = self._read_chunk(params, cursor, done, first=result.rows_read == 0)
+            chunk = self._read_chunk(params, cursor, done, first=first)
+            first = False
             if chunk.last_row is None:
                 break
             result = result.add(chunk)
@@ -167,13 +175,16 @@ class Snapshot:
             self.source.end_chunk()
         RowEncoder(self.spec, columns)  # raises the error naming the missing columns and those returned
 
-    def _read_unpaged(self, params: Mapping[str, Any], done: int) -> None:
-        """The rows whose epoch or key is NULL, which no chunk reads: the encoder names the first one."""
+    def _read_unpaged(self, params: Mapping[str, Any], done: int) -> QueryTotals:
+        """The rows whose epoch or key is NULL, which no chunk reads: the encoder names the first one
+        (or, dead-lettering, refuses each of them)."""
         sql = unpaged_sql(
             self.spec.sql, self.order_columns, quote=self.source.identifier_quote, dialect=self.source.kind
         )
-        if self._read(sql, params, done, explain=True).rows_read:  # the encoder refuses every such row
+        totals = self._read(sql, params, done, explain=True)
+        if totals.emitted or (totals.rows_read and not self.spec.dead_letters):  # every such row is bad
             raise RuntimeError(f"Stream {self.keys.stream!r}: a row with a NULL epoch or key was not refused")
+        return totals
 
     def _read_chunk(
         self, params: Mapping[str, Any], cursor: list[Any] | None, done: int, *, first: bool
@@ -207,12 +218,15 @@ class Snapshot:
     def _record(self, last_row: Sequence[Any], result: SnapshotResult, done: int) -> list[Any]:
         """Keep the progress after a chunk and trim ``seen`` below what can be read again; the new cursor."""
         encoder = self.pipeline.encoder
-        assert encoder is not None and result.max_epoch_us is not None
+        assert encoder is not None
         cursor = [last_row[encoder.columns.index(c)] for c in self.order_columns]
         try:
             cursor_text = dump_cursor(cursor)
         except TypeError as exc:
             raise DbStreamInputError(f"Stream {self.keys.stream!r}: {exc}.") from None
+        if result.max_epoch_us is None:  # every row so far dead-lettered, none with a readable epoch
+            self.redis.save_fields(self.keys, {CURSOR: cursor_text, ROWS: done})
+            return cursor
         self.redis.save_fields(self.keys, {CURSOR: cursor_text, CURSOR_US: result.max_epoch_us, ROWS: done})
         # Nothing below this can be read again, by the snapshot or by the first normal window
         # (whose bound the source widens by up to its slack).

@@ -316,9 +316,14 @@ class MySqlSource(Source):
 
 
 def _fetch(cursor: Any, batch_size: int) -> Iterator[Batch]:
+    """The result's batches; an empty result yields its columns with no row, once, so that what reads
+    it checks the columns of an empty window as it checks those of a full one."""
     rows = cursor.fetchmany(batch_size)
     # Some drivers (psycopg2 named cursors) describe the result only after the first fetch.
     columns = _columns(cursor)
+    if not rows:
+        yield columns, rows
+        return
     while rows:
         yield columns, rows
         if len(rows) < batch_size:  # DB-API: fewer rows than asked for means none are left

@@ -11,6 +11,7 @@ from airflow.providers.redis.hooks.redis import RedisHook
 from redis import Redis, RedisError
 
 from airflow_dbstream.core import keys as state_fields
+from airflow_dbstream.core.deadletters import DeadLetter
 from airflow_dbstream.core.dedup import may_be_new
 from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.errors import DbStreamRedisError
@@ -170,6 +171,22 @@ class RedisStreamHook(RedisHook):
         args: list[Any] = [variant, maxlen or 0, marker, *chain.from_iterable(rows)]
         return int(self.run_script("replay", keys, [keys.stream], args, lease))
 
+    def dead_letter(
+        self,
+        keys: StreamKeys,
+        variant: str,
+        maxlen: int | None,
+        letters: Sequence[DeadLetter],
+        lease: Lease | None = None,
+        marker: str = "",
+    ) -> int:
+        """Append bad rows to ``<tag>:dead``, each bad version once (``dead_seen``); a replay's
+        ``marker`` appends them all again, marked. Returns how many were appended."""
+        if not letters:
+            return 0
+        args: list[Any] = [variant, maxlen or 0, marker, *chain.from_iterable(letters)]
+        return int(self.run_script("deadletter", keys, [keys.dead, keys.dead_seen], args, lease))
+
     def read_state(self, keys: StreamKeys) -> StreamState:
         raw = self._call("read_state", keys, lambda client: client.hgetall(keys.state))
         fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -195,6 +212,10 @@ class RedisStreamHook(RedisHook):
     def trim(self, keys: StreamKeys, cutoff_us: int, chunk: int = TRIM_CHUNK) -> int:
         """Remove ``seen`` members scored below cutoff, ``chunk`` per call so Redis never stalls."""
         return self._chunked("trim", keys, [keys.seen, keys.digest], [cutoff_us, chunk], chunk)
+
+    def trim_dead(self, keys: StreamKeys, cutoff_us: int, chunk: int = TRIM_CHUNK) -> int:
+        """Remove the dead letters' identities scored below cutoff from ``dead_seen``, as ``trim`` does."""
+        return self._chunked("trim", keys, [keys.dead_seen], [cutoff_us, chunk], chunk)
 
     def _chunked(
         self,
@@ -222,8 +243,9 @@ class RedisStreamHook(RedisHook):
         self._call("drop_fields", keys, lambda client: client.hdel(keys.state, *names))
 
     def reset(self, keys: StreamKeys, note: str, lease: Lease) -> None:
-        """Forget the watermark, ``seen`` and digests (never the stream), keeping ``note`` as last_reset."""
-        self.run_script("reset", keys, [keys.seen, keys.digest, keys.state], [note], lease)
+        """Forget the watermark, ``seen``, digests and ``dead_seen`` (never the stream nor ``dead``), keeping
+        ``note`` as last_reset."""
+        self.run_script("reset", keys, [keys.seen, keys.digest, keys.state, keys.dead_seen], [note], lease)
 
     def last_entry_id(self, keys: StreamKeys) -> str | None:
         """The id of the newest entry the stream was given (XINFO STREAM's last-generated-id), for the

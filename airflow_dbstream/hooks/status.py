@@ -1,7 +1,9 @@
 """A stream's status: watermark, lag, sizes, the last cycle and each consumer group's backlog.
 
 Every cycle records these figures in ``<tag>:state`` (field ``status``); the status command reads
-them live. Only cheap O(1) Redis calls: HGETALL of a small hash, TIME, ZCARD, XLEN, XINFO GROUPS.
+them live. Only cheap O(1) Redis calls: HGETALL of a small hash, TIME, ZCARD, XLEN, XINFO GROUPS (and
+the dead-letter stream's XLEN: always for the status command, after a cycle only for a stream that
+dead-letters, so a stream with ``on_bad_row="fail"`` sends what it always sent).
 """
 
 from __future__ import annotations
@@ -45,18 +47,21 @@ def _groups(reply: Any) -> list[dict[str, Any]]:
     return result
 
 
-def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
+def stream_status(client: Any, keys: StreamKeys, *, dead_letters: bool = True) -> dict[str, Any]:
     """The figures of one stream, read now from Redis (the server's clock gives the lag).
 
     The stream's keys are read in one pipelined round trip (one hash slot, so on a cluster too).
+    ``dead_letters``: read the length of ``<tag>:dead`` too (``dead_length``, else None).
     """
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.state)
     pipe.zcard(keys.seen)
     pipe.xlen(keys.stream)
     pipe.xinfo_groups(keys.stream)
-    state, seen_size, stream_length, groups = pipe.execute(raise_on_error=False)
-    for reply in (state, seen_size, stream_length):
+    if dead_letters:
+        pipe.xlen(keys.dead)
+    state, seen_size, stream_length, groups, *dead = pipe.execute(raise_on_error=False)
+    for reply in (state, seen_size, stream_length, *dead):
         if isinstance(reply, Exception):
             raise reply
     fields = {_text(k): _text(v) for k, v in state.items()}
@@ -71,6 +76,8 @@ def stream_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
         **freshness(json_field(fields, fields_of.LAST_CYCLE), watermark_us, now_us),
         "seen_size": int(seen_size),
         "stream_length": int(stream_length),
+        "dead_length": int(dead[0]) if dead else None,
+        "dead_stream": keys.dead,
         "groups": _groups(groups),
         "last_cycle": json_field(fields, fields_of.LAST_CYCLE),
         "last_replay": json_field(fields, fields_of.LAST_REPLAY),
@@ -95,11 +102,13 @@ def find_streams(client: Any, pattern: str = "*") -> list[str]:
     return sorted(found)
 
 
-def record_status(client: Any, keys: StreamKeys) -> dict[str, Any]:
+def record_status(client: Any, keys: StreamKeys, *, dead_letters: bool = False) -> dict[str, Any]:
     """Keep the live figures in ``<tag>:state`` so dashboards read one hash (done after each cycle)."""
-    status = stream_status(client, keys)
+    status = stream_status(client, keys, dead_letters=dead_letters)
     names = ("lag_seconds", "freshness_seconds", "data_age_seconds", "seen_size", "stream_length", "groups",
              "checked_at")  # fmt: skip
     kept = {k: status[k] for k in names}
+    if dead_letters:
+        kept["dead_length"] = status["dead_length"]
     client.hset(keys.state, fields_of.STATUS, json.dumps(kept))
     return status

@@ -7,8 +7,11 @@ import re
 from datetime import timedelta
 from typing import Any
 
-COUNTERS = ("rows_read", "emitted", "duplicates", "deletes")
-GAUGES = ("lag_seconds", "guard_held_seconds", "oldest_transaction_age_seconds", "observed_lateness_seconds")
+COUNTERS = ("rows_read", "emitted", "duplicates", "deletes", "dead_lettered")
+GAUGES = (
+    "lag_seconds", "guard_held_seconds", "oldest_transaction_age_seconds", "observed_lateness_seconds",
+    "dead_length",  # the length of <tag>:dead, for a stream with on_bad_row="dead_letter"
+)  # fmt: skip
 
 
 def _stats() -> Any:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.assets import reconcile_event
 from airflow_dbstream.core.encoding import RowEncoder
-from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.errors import BadRowError, DbStreamInputError
 from airflow_dbstream.core.figures import iso
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.runner import CycleRunner
@@ -49,6 +49,10 @@ class ReconcileDeletesOperator(StreamOperator):
         against a key query that returns nothing by mistake.
     :param lock_wait: the tombstones are sent under the stream's cycle lock (so no cycle that read a
         row before its deletion emits it after its tombstone); how long to wait for a running cycle.
+    :param on_bad_row: as the stream's. ``"fail"``: a NULL or unencodable key fails the run, nothing is
+        sent. ``"dead_letter"``: such a row is skipped and counted (``bad_keys``, with a WARNING): it
+        cannot be a tracked key, since the stream never emitted it (its own cycle dead-letters the
+        row, with all its values); max_deletes still bounds the tombstones.
     """
 
     ui_color = "#e4e2fd"
@@ -69,6 +73,7 @@ class ReconcileDeletesOperator(StreamOperator):
         source_timezone: str = "UTC",
         max_deletes: int | None = None,
         lock_wait: timedelta = timedelta(minutes=2),
+        on_bad_row: str = "fail",
         **kwargs: Any,
     ) -> None:
         spec = StreamSpec.from_arguments(
@@ -87,7 +92,7 @@ class ReconcileDeletesOperator(StreamOperator):
                 "track_keys=True on its SqlToRedisStreamOperator from the stream's first cycle (a stream "
                 "that already carried rows needs a fresh snapshot to know all its keys)."
             )
-        scanned, started_us = self._mark_present(runner)
+        scanned, bad_keys, started_us = self._mark_present(runner)
         cutoff_us = started_us - spec.lookback_us
         tracked, vanished = redis.count_keys(keys, cutoff_us)
         if self.max_deletes is not None and vanished > self.max_deletes:
@@ -109,16 +114,18 @@ class ReconcileDeletesOperator(StreamOperator):
         figures = {
             "stream": spec.stream,
             "keys_scanned": scanned,
+            "bad_keys": bad_keys,
             "keys_tracked": tracked - deleted,
             "deleted": deleted,
             "cutoff": iso(cutoff_us),
             "duration_seconds": round(time.monotonic() - started, 3),
         }
         self.log.info(
-            "Reconcile of stream %s: keys_scanned=%d deleted=%d keys_tracked=%d cutoff=%s "
+            "Reconcile of stream %s: keys_scanned=%d bad_keys=%d deleted=%d keys_tracked=%d cutoff=%s "
             "duration_seconds=%s",
             spec.stream,
             scanned,
+            bad_keys,
             deleted,
             figures["keys_tracked"],
             figures["cutoff"],
@@ -127,16 +134,44 @@ class ReconcileDeletesOperator(StreamOperator):
         self.announce(context, runner, reconcile_event(figures))
         return figures
 
-    def _mark_present(self, runner: CycleRunner) -> tuple[int, int]:
-        """Scan the source's keys, marking each tracked one present; (keys scanned, the scan's start)."""
+    def _mark_present(self, runner: CycleRunner) -> tuple[int, int, int]:
+        """Scan the source's keys, marking each tracked one present; (keys scanned, bad keys skipped,
+        the scan's start)."""
         spec, keys = runner.spec, runner.spec.keys
-        scanned = 0
+        scanned = bad = 0
         with runner.source(windowed=False) as source:
             started_us = source.now_us()
             encoder: RowEncoder | None = None
             for columns, rows in source.batches(spec.sql, spec.parameters, spec.batch_size):
                 encoder = encoder or RowEncoder(spec, columns)  # only the key columns matter
-                found = [encoder.key(row, scanned + i + 1) for i, row in enumerate(rows)]
+                try:
+                    found = [encoder.key(row, scanned + i + 1) for i, row in enumerate(rows)]
+                except BadRowError:
+                    if not spec.dead_letters:
+                        raise
+                    found = _good_keys(encoder, rows, scanned + 1)
+                    bad += len(rows) - len(found)
                 runner.redis.mark_keys(keys, found, started_us)
                 scanned += len(rows)
-        return scanned, started_us
+        if bad:
+            self.log.warning(
+                "Reconcile of stream %s: %d of %d rows have a NULL or unencodable key (on_bad_row="
+                "dead_letter): skipped; no tracked key can be one of them. The stream's cycles send such "
+                "rows to %s.",
+                spec.stream,
+                bad,
+                scanned,
+                keys.dead,
+            )
+        return scanned, bad, started_us
+
+
+def _good_keys(encoder: RowEncoder, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[str]:
+    """The keys of the rows whose key the encoder accepts."""
+    found = []
+    for n, row in enumerate(rows, first_row_number):
+        try:
+            found.append(encoder.key(row, n))
+        except BadRowError:
+            continue
+    return found

@@ -73,6 +73,11 @@ class SqlToRedisStreamOperator(StreamOperator):
         ``idle in transaction`` session); past it, rows that transaction commits may be missed.
     :param pause_gc: pause Python's cyclic garbage collector while a query is read and sent (it is
         restored after, also on failure): less CPU on big windows, but process-wide, so opt-in.
+    :param on_bad_row: ``"fail"`` (the default): a row that fails its checks (a NULL key or epoch, an
+        unreadable epoch, an unencodable value) fails the cycle, nothing is skipped. ``"dead_letter"``:
+        such a row goes once to the stream ``<tag>:dead`` (the error, the column, the pkey and epoch when
+        it has them, its values as text) and the cycle goes on; someone must watch that stream. A missing
+        column fails the cycle either way. See docs/dead-letters.md.
     """
 
     ui_color = "#fde2e4"
@@ -104,6 +109,7 @@ class SqlToRedisStreamOperator(StreamOperator):
         transaction_guard: bool | None = None,
         guard_max_hold: timedelta = timedelta(hours=1),
         pause_gc: bool = False,
+        on_bad_row: str = "fail",
         **kwargs: Any,
     ) -> None:
         spec = StreamSpec.from_arguments(locals())

@@ -52,7 +52,9 @@ def stream(redis_client: redis.Redis) -> Iterator[str]:
     name = f"test:{uuid.uuid4().hex[:12]}"
     yield name
     tag = "{" + name + "}"
-    redis_client.delete(name, f"{tag}:seen", f"{tag}:digest", f"{tag}:state", f"{tag}:lock", f"{tag}:keys")
+    redis_client.delete(
+        name, *(f"{tag}:{c}" for c in ("seen", "digest", "state", "lock", "keys", "dead", "dead_seen"))
+    )
 
 
 @pytest.fixture
@@ -288,6 +290,11 @@ def read_stream(client: redis.Redis, stream: str) -> list[dict[str, str]]:
     return [
         {k.decode(): v.decode() for k, v in fields.items()} for _id, fields in client.xrange(stream, "-", "+")
     ]
+
+
+def read_dead(client: redis.Redis, stream: str) -> list[dict[str, str]]:
+    """The stream's dead letters (on_bad_row="dead_letter"), oldest first."""
+    return read_stream(client, "{" + stream + "}:dead")
 
 
 def watermark(client: redis.Redis, stream: str) -> int | None:

@@ -50,6 +50,16 @@ def test_continuous_source(tmp_path):
     assert dag.tasks[0].poll_interval == timedelta(seconds=1)
 
 
+def test_on_bad_row_reaches_the_operator(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("sources:" + SOURCE + "    on_bad_row: dead_letter\n")
+    (dag,) = dags_from_yaml(path).values()
+    assert dag.tasks[0].spec.on_bad_row == "dead_letter"
+    path.write_text("sources:" + SOURCE + "    on_bad_row: skip\n")
+    with pytest.raises(DbStreamInputError, match="on_bad_row must be"):
+        dags_from_yaml(path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

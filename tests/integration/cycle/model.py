@@ -9,6 +9,10 @@ flushed or Redis killed and restarted between batches, followed by reruns. A mod
 the watermark is the highest epoch read, and moves only when a cycle commits) predicts the exact
 stream. After each history the stream must equal the model's, message for message.
 
+With ``dead_letter=True`` the histories also write bad rows (a version whose SQL output has a NULL key
+or a NULL epoch) and cycles run with ``on_bad_row="dead_letter"``: the model predicts the dead-letter
+stream too (every bad version once, in the order read), and a bad row fixed later is emitted as usual.
+
 Run thousands: ``.venv/bin/python -m tests.integration.cycle.model --histories 5000 --seed 1``
 (needs the Postgres of this machine; starts and stops its own redis-server).
 """
@@ -57,6 +61,9 @@ class Figures:
     versions_checked: int = 0
     lost: int = 0
     duplicated: int = 0
+    dead_letters_checked: int = 0
+    dead_lost: int = 0
+    dead_duplicated: int = 0
     mismatched_histories: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +75,9 @@ class Figures:
             "versions_checked": self.versions_checked,
             "lost": self.lost,
             "duplicated": self.duplicated,
+            "dead_letters_checked": self.dead_letters_checked,
+            "dead_lost": self.dead_lost,
+            "dead_duplicated": self.dead_duplicated,
             "mismatched_histories": self.mismatched_histories[:10],
         }
 
@@ -121,6 +131,11 @@ def install(patch) -> None:
     patch(RedisStreamHook, "trim", trim)
 
 
+def bad_kind(name: str) -> str | None:
+    """The bad rows of a dead-letter history: the SQL reads a NULL key or a NULL epoch for them."""
+    return next((kind for kind in ("nokey", "noepoch") if name.startswith(kind)), None)
+
+
 class Model:
     """The spec, in memory: rows, the dedup state per key, the watermark, the stream it implies."""
 
@@ -129,23 +144,41 @@ class Model:
         self.last: dict[int, tuple[int, str]] = {}  # id -> last emitted (epoch, name)
         self.watermark: int | None = None
         self.stream: list[tuple[int, int, str]] = []
+        # dead letters as (pkey, name, epoch), pkey/epoch None where the SQL reads them NULL: the
+        # values' text, which identifies a bad version
+        self.dead: list[tuple[int | None, str, int | None]] = []
+        self.dead_seen: set[tuple[int | None, str, int | None]] = set()
 
     def window(self) -> list[tuple[int, int, str]]:
         # W - lookback, widened to the whole second as the Postgres source binds it (see second_bound)
         start = -1 if self.watermark is None else (self.watermark - LOOKBACK_US) // 1_000_000 * 1_000_000
         return sorted((e, i, n) for i, (e, n) in self.rows.items() if e >= start)
 
-    def cycle(self, batch_size: int, applied_batches: int | None, commits: bool) -> None:
+    def cycle(
+        self, batch_size: int, applied_batches: int | None, commits: bool, lettered_batches: int | None = None
+    ) -> None:
+        """``applied_batches``: how many batches reached the stream; ``lettered_batches`` (default: as
+        many): how many had their dead letters sent too (they go after the batch's messages)."""
         read = self.window()
         batches = [read[k : k + batch_size] for k in range(0, len(read), batch_size)]
-        for batch in batches if applied_batches is None else batches[:applied_batches]:
+        applied = batches if applied_batches is None else batches[:applied_batches]
+        lettered = len(applied) if lettered_batches is None else lettered_batches
+        for b, batch in enumerate(applied):
             for epoch, pkey, name in batch:
+                kind = bad_kind(name)
+                if kind is not None:
+                    letter = (None if kind == "nokey" else pkey, name, None if kind == "noepoch" else epoch)
+                    if b < lettered and letter not in self.dead_seen:
+                        self.dead_seen.add(letter)
+                        self.dead.append(letter)
+                    continue
                 last = self.last.get(pkey)
                 if last is None or epoch > last[0] or (epoch == last[0] and name != last[1]):
                     self.stream.append((pkey, epoch, name))
                     self.last[pkey] = (epoch, name)
-        if commits and read:
-            self.watermark = max(self.watermark or read[-1][0], read[-1][0])
+        epochs = [e for e, _i, n in read if bad_kind(n) != "noepoch"]  # a NULL epoch moves nothing
+        if commits and epochs:
+            self.watermark = max(self.watermark or epochs[-1], epochs[-1])
 
     def batches(self, batch_size: int) -> int:
         return -(-len(self.window()) // batch_size)
@@ -154,7 +187,16 @@ class Model:
 class Simulator:
     """Runs seeded histories against Postgres (one table) and a Redis server of its own."""
 
-    def __init__(self, server: Any, redis_conn_id: str, pg_conn_id: str, restart_rate: float = 0.01) -> None:
+    def __init__(
+        self,
+        server: Any,
+        redis_conn_id: str,
+        pg_conn_id: str,
+        restart_rate: float = 0.01,
+        *,
+        dead_letter: bool = False,
+    ) -> None:
+        self.dead_letter = dead_letter
         self.server = server
         self.redis_conn_id = redis_conn_id
         self.pg_conn_id = pg_conn_id
@@ -170,6 +212,13 @@ class Simulator:
             f"SELECT id, name, updated_at FROM {self.table} "
             "WHERE hist = %(hist)s AND updated_at >= %(window_start)s ORDER BY updated_at, id"
         )
+        if dead_letter:  # the bad rows read a NULL key or epoch; the order is the table's, as the model's
+            self.sql = (
+                "SELECT CASE WHEN t.name LIKE 'nokey%%' THEN NULL ELSE t.id END AS id, t.name, "
+                "CASE WHEN t.name LIKE 'noepoch%%' THEN NULL ELSE t.updated_at END AS updated_at "
+                f"FROM {self.table} AS t WHERE t.hist = %(hist)s AND t.updated_at >= %(window_start)s "
+                "ORDER BY t.updated_at, t.id"
+            )
         self.figures = Figures()
         self.base_us = datetime_to_us(datetime.now(UTC) - timedelta(days=1), UTC)
         PLAN.server = server
@@ -210,6 +259,7 @@ class Simulator:
             # follow the epochs read, but outside what the resumable snapshot assumes (writer skew
             # within lookback of the database clock). The first load is read in one pass here.
             snapshot_chunk_size=None,
+            on_bad_row="dead_letter" if self.dead_letter else "fail",
         ).execute(context={})
 
     def history(self, seed: int, hist: int) -> bool:
@@ -222,9 +272,18 @@ class Simulator:
         rev = 0
         for _ in range(rnd.randint(6, 22)):
             clock += rnd.randint(1_000, 20_000)
-            op = rnd.choices(["insert", "update", "same_tick", "late", "cycle"], weights=[3, 3, 2, 2, 4])[0]
+            ops, weights = ["insert", "update", "same_tick", "late", "cycle", "bad"], [3, 3, 2, 2, 4, 2]
+            op = rnd.choices(
+                ops[:-1] if not self.dead_letter else ops, weights[: len(ops) - (not self.dead_letter)]
+            )[0]
             rev += 1
-            if op == "insert" or (op in ("update", "same_tick", "late") and not model.rows):
+            if op == "bad":  # a new bad version of a row, new or known; a later update fixes it
+                pkey = rnd.choice([*sorted(model.rows), len(model.rows) + 1])
+                clock += rnd.randint(1, 3)
+                insert = pkey not in model.rows
+                model.rows[pkey] = (clock, f"{rnd.choice(['nokey', 'noepoch'])}-r{rev}-{pkey}")
+                self._write(hist, pkey, clock, model.rows[pkey][1], insert=insert)
+            elif op == "insert" or (op in ("update", "same_tick", "late") and not model.rows):
                 for _ in range(rnd.randint(1, 4)):
                     pkey = len(model.rows) + 1
                     clock += rnd.randint(1, 3)
@@ -289,8 +348,8 @@ class Simulator:
             model.cycle(batch_size, None, commits=True)
         elif kind == "crash_before_emit":
             model.cycle(batch_size, at - 1, commits=False)
-        elif kind == "crash_after_emit":
-            model.cycle(batch_size, at, commits=False)
+        elif kind == "crash_after_emit":  # the batch's messages went out, not its dead letters
+            model.cycle(batch_size, at, commits=False, lettered_batches=at - 1)
         elif kind == "crash_before_commit":
             model.cycle(batch_size, None, commits=False)
         elif kind == "crash_after_commit":
@@ -313,7 +372,18 @@ class Simulator:
         for pkey, epoch, name in got:
             ok &= pkey not in last or epoch >= last[pkey][0]
             last[pkey] = (epoch, name)
-        ok &= last == model.rows
+        ok &= last == model.last and all(
+            last.get(k) == v for k, v in model.rows.items() if not bad_kind(v[1])
+        )
+        dead = [
+            (int(f[b"pkey"]) if b"pkey" in f else None, json.loads(f[b"values"])["name"],
+             int(f[b"epoch"]) if b"epoch" in f else None)
+            for _id, f in client.xrange(StreamKeys.for_stream(stream).dead, "-", "+")
+        ]  # fmt: skip
+        self.figures.dead_letters_checked += len(dead)
+        self.figures.dead_duplicated += len(dead) - len(set(dead))
+        self.figures.dead_lost += len(set(model.dead) - set(dead))
+        ok &= dead == model.dead
         state = client.hget(StreamKeys.for_stream(stream).state, "watermark")
         ok &= (int(state) if state else None) == model.watermark
         ok &= not client.exists(StreamKeys.for_stream(stream).lock)

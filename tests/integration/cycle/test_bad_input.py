@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from airflow_dbstream.core.errors import DbStreamInputError
-from tests.integration.conftest import read_stream, run_cycle, set_connection, watermark
+from tests.integration.conftest import make_operator, read_stream, run_cycle, set_connection, watermark
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +146,33 @@ def test_bad_stream_name_and_timezone(pg_table, stream):
         run_cycle(pg_table, "bad stream\r\nFLUSHALL")
     with pytest.raises(DbStreamInputError, match="Unknown source_timezone 'Mars/Olympus'"):
         run_cycle(pg_table, stream, source_timezone="Mars/Olympus")
+
+
+@pytest.mark.parametrize("first_load", ["window", "start_from", "unchunked", "chunked"])
+def test_an_empty_read_still_checks_the_key_and_epoch_columns(source, stream, redis_client, first_load):
+    """No row returned: a misspelt pkey or epoch column is found all the same, on every path."""
+    at = source.now() - timedelta(hours=2)
+    source.insert([(1, "c1", at)])
+    if first_load == "window":
+        run_cycle(source, stream)  # a watermark: the next cycle reads a window
+    kwargs = {
+        "window": {"sql": source.sql + " AND 1 = 0"},
+        "start_from": {"start_from": source.now()},
+        "unchunked": {"snapshot_chunk_size": None, "sql": source.sql + " AND 1 = 0"},
+        "chunked": {"sql": source.sql + " AND 1 = 0"},
+    }[first_load]
+    for bad in ({"pkey_column": "customer_id"}, {"epoch_column": "modified_at"}):
+        with pytest.raises(
+            DbStreamInputError, match=r"no column '\w+'; it returned \['id', 'name', 'updated_at'\]"
+        ):
+            run_cycle(source, stream, **kwargs, **bad)
+    assert run_cycle(source, stream, **kwargs)["rows_read"] == 0
+
+
+def test_an_empty_replay_checks_its_columns(source, stream):
+    source.insert([(1, "c1", source.now() - timedelta(hours=2))])
+    replay = {"action": "replay", "replay_from": source.now().isoformat()}
+    with pytest.raises(DbStreamInputError, match=r"no column 'customer_id'; it returned \['id', 'name'"):
+        make_operator(source, stream, pkey_column="customer_id").execute(
+            context={"params": replay, "run_id": "replay-empty"}
+        )

@@ -17,6 +17,7 @@ from tests.integration.redis_servers import RedisServer
 pytestmark = pytest.mark.integration
 
 HISTORIES = 200
+DEAD_LETTER_HISTORIES = 100
 
 
 @pytest.fixture
@@ -49,6 +50,29 @@ def test_200_histories_stream_equals_the_model(model_redis, monkeypatch, capsys)
     for kind in ("crash_before_emit", "crash_after_emit", "crash_before_commit", "crash_after_commit"):
         assert figures["faults"].get(kind, 0) >= 10, figures
     assert figures["faults"].get("script_flush", 0) >= 10, figures
+
+
+def test_histories_with_bad_rows_dead_letter_each_bad_version_once(model_redis, monkeypatch, capsys):
+    """on_bad_row="dead_letter": bad versions (a NULL key or epoch) among the writes, the same faults;
+    every good version is in the stream once, every bad version in the dead stream once, in order."""
+    set_connection(monkeypatch, "model_redis", model_redis.connection())
+    set_connection(monkeypatch, "model_pg", PG_CONN)
+    install(monkeypatch.setattr)
+    sim = Simulator(model_redis, "model_redis", "model_pg", restart_rate=0.004, dead_letter=True)
+    try:
+        for hist in range(DEAD_LETTER_HISTORIES):
+            sim.history(seed=20261204, hist=hist)
+    finally:
+        sim.close()
+    figures = sim.figures.as_dict()
+    with capsys.disabled():
+        print("\nmodel-based histories with dead letters:", json.dumps(figures))
+    assert figures["mismatched_histories"] == []
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["dead_lost"] == 0 and figures["dead_duplicated"] == 0
+    assert figures["versions_checked"] > 800 and figures["dead_letters_checked"] > 80
+    for kind in ("crash_before_emit", "crash_after_emit", "crash_before_commit", "crash_after_commit"):
+        assert figures["faults"].get(kind, 0) >= 5, figures
 
 
 def test_long_transactions_outliving_lookback_lose_and_duplicate_nothing(model_redis, monkeypatch):

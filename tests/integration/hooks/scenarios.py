@@ -139,12 +139,29 @@ def busy_lock_skips(table, target, stream, monkeypatch) -> None:
     assert_exactly_once(target.client, stream, expected)
 
 
+def dead_letters_then_the_fix(table, target, stream, monkeypatch) -> None:
+    """on_bad_row="dead_letter": the bad row goes once to <tag>:dead (the stream's slot, its user's
+    keys), the others are emitted; fixed, it is emitted as usual."""
+    expected = _rows(table, 20, timedelta(minutes=5))
+    table.set(7, "no key", table.now())
+    sql = table.sql.replace("SELECT id,", "SELECT CASE WHEN name = 'no key' THEN NULL ELSE id END AS id,")
+    run = lambda: run_cycle(table, stream, redis_conn_id=target.conn_id, sql=sql, on_bad_row="dead_letter")  # noqa: E731
+    first = run()
+    assert (first["emitted"], first["dead_lettered"]) == (19, 1)
+    assert run()["dead_lettered"] == 0
+    assert target.client.xlen(StreamKeys.for_stream(stream).dead) == 1
+    table.set(7, "fixed-7", table.now())
+    assert run()["emitted"] == 1
+    assert_exactly_once(target.client, stream, (expected - {("7", "v1-7")}) | {("7", "fixed-7")})
+
+
 SCENARIOS = [
     snapshot_then_changes,
     crash_mid_cycle_then_rerun,
     script_flush_mid_cycle,
     trim_keeps_seen_small,
     busy_lock_skips,
+    dead_letters_then_the_fix,
 ]
 
 

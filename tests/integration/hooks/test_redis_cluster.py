@@ -38,7 +38,7 @@ def test_scenarios_on_three_masters_without_crossslot(redis_cluster, monkeypatch
     for scenario in SCENARIOS:
         name = f"{untagged}:{scenario.__name__[:12]}"
         keys = StreamKeys.for_stream(name)
-        all_keys = (keys.stream, keys.seen, keys.digest, keys.state, keys.lock)
+        all_keys = (keys.stream, keys.seen, keys.digest, keys.state, keys.lock, keys.dead, keys.dead_seen)
         assert len({key_slot(k.encode()) for k in all_keys}) == 1
         assert target.client.xlen(name) > 0
     # every master holds the scripts it needed (loaded there on NOSCRIPT, also after SCRIPT FLUSH)

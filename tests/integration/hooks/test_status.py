@@ -94,3 +94,28 @@ def test_freshness_stays_small_on_an_idle_table_polled_on_time_while_the_data_ag
     status = json.loads(capsys.readouterr().out)
     assert 0 <= status["freshness_seconds"] < 1.5
     assert status["data_age_seconds"] >= 2.0 and status["data_age_seconds"] == status["lag_seconds"]
+
+
+def test_status_counts_the_dead_letters_of_a_stream_that_dead_letters(pg_table, stream, redis_client, capsys):
+    now = pg_table.now()
+    pg_table.insert([(1, "good", now), (2, "bad", now)])
+    sql = pg_table.sql.replace("SELECT id,", "SELECT CASE WHEN name = 'bad' THEN NULL ELSE id END AS id,")
+    figures = run_cycle(pg_table, stream, sql=sql, on_bad_row="dead_letter")
+    assert figures["dead_lettered"] == 1
+    kept = json.loads(redis_client.hget("{" + stream + "}:state", "status"))
+    assert kept["dead_length"] == 1  # recorded after the cycle, for dashboards
+    capsys.readouterr()
+    assert main(["status", "--redis-conn-id", "redis_test", "--stream", stream, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["dead_length"] == 1 and status["dead_stream"] == "{" + stream + "}:dead"
+    assert status["last_cycle"]["dead_lettered"] == 1
+    assert main(["status", "--redis-conn-id", "redis_test", "--stream", stream]) == 0
+    out = capsys.readouterr().out
+    assert "dead letters:   1 (in {" + stream + "}:dead)" in out
+    assert "last cycle:     rows_read=2 emitted=1 duplicates=0 deletes=0 dead_lettered=1" in out
+
+
+def test_a_stream_that_fails_on_bad_rows_records_no_dead_length(pg_table, stream, redis_client):
+    pg_table.insert([(1, "good", pg_table.now())])
+    run_cycle(pg_table, stream)
+    assert "dead_length" not in json.loads(redis_client.hget("{" + stream + "}:state", "status"))

@@ -135,6 +135,33 @@ def test_a_null_or_missing_key_gets_the_windows_error_and_no_tombstone(source, s
     assert not [m for m in read_stream(redis_client, stream) if m.get("op") == "delete"]
 
 
+def test_an_empty_key_scan_checks_its_key_columns(source, stream, redis_client):
+    source.insert([(1, "c1", source.now() - timedelta(hours=2))])
+    run_cycle(source, stream, track_keys=True)
+    empty = f"SELECT id FROM {source.name} WHERE id < 0"
+    with pytest.raises(DbStreamInputError, match=r"no column 'customer_id'; it returned \['id'\]"):
+        reconcile(source, stream, sql=empty, pkey_column="customer_id")
+    assert redis_client.xlen(stream) == 1
+
+
+def test_dead_lettering_reconcile_skips_null_keys_and_counts_them(source, stream, redis_client, capfd):
+    """on_bad_row="dead_letter": a NULL key cannot be a tracked key (the stream never emitted one), so the
+    scan skips it with a WARNING and judges the other keys as usual; it writes no dead letter (the
+    stream's cycle dead-letters the row, with all its values)."""
+    source.insert([(i, f"c{i}", source.now() - timedelta(hours=2)) for i in range(1, 11)])
+    run_cycle(source, stream, track_keys=True)
+    _delete(source, 7)
+    null_key = f"SELECT CASE WHEN id IN (3, 5) THEN NULL ELSE id END AS id FROM {source.name}"
+    figures = reconcile(source, stream, sql=null_key, on_bad_row="dead_letter", batch_size=4)
+    assert (figures["keys_scanned"], figures["bad_keys"]) == (9, 2)
+    # 3 and 5 were not found under their keys, 7 is gone: each gets its one tombstone
+    tombstones = sorted(m["pkey"] for m in read_stream(redis_client, stream) if m.get("op") == "delete")
+    assert tombstones == ["3", "5", "7"]
+    assert "2 of 9 rows have a NULL or unencodable key" in "".join(capfd.readouterr())
+    assert redis_client.xlen("{" + stream + "}:dead") == 0
+    assert reconcile(source, stream)["bad_keys"] == 0
+
+
 def test_reconcile_over_200k_keys_stays_within_a_memory_bound(source, stream, redis_client):
     n = 200_000
     if source.kind == "postgres":

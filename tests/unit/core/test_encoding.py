@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_dbstream.core.encoding import RowEncoder, iso_duration
-from airflow_dbstream.core.errors import DbStreamInputError
+from airflow_dbstream.core.errors import BadRowError, DbStreamInputError
 from airflow_dbstream.core.spec import StreamSpec
 
 
@@ -169,3 +169,29 @@ def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
         expected = [one.encode(row, n) for n, row in enumerate(rows, 1)]
         assert one._encode_columns(rows, 1) == expected
         assert one.encode_batch(rows, 1) == expected
+
+
+def test_an_unencodable_key_names_its_column_type_and_what_to_do():
+    """Not a bare Unencodable: the column, the value's type and the cast, with the row's own fields."""
+    for one in (encoder(), encoder(("region", "id", "updated_at"), ("region", "id"))):
+        row = (object(), 1, AT) if len(one.pkey_columns) == 1 else ("eu", object(), AT)
+        column = one.pkey_columns[-1]
+        with pytest.raises(BadRowError) as err:
+            one.encode_batch([row], 7)
+        assert (
+            f"column {column!r} of row 7 object value has no exact JSON form, so it cannot be a pkey"
+            in str(err.value)
+        )
+        assert "cast it in the SQL (e.g. to text)" in str(err.value)
+        assert (err.value.column, err.value.pkey) == (column, None)
+
+
+def test_row_errors_carry_their_column_problem_and_pkey():
+    with pytest.raises(BadRowError) as err:
+        encoder().encode_batch([(1, "a", AT), (2, "b", None)], 1)
+    assert (err.value.column, err.value.pkey, err.value.problem) == (
+        "updated_at", "2", "is NULL; every row needs its epoch"
+    )  # fmt: skip
+    with pytest.raises(DbStreamInputError) as missing:
+        RowEncoder(spec(), ["id", "name"])
+    assert not isinstance(missing.value, BadRowError)  # a whole-query problem: never dead-lettered

@@ -25,7 +25,7 @@ def test_first_chunk_wraps_the_sql_unchanged_and_orders_by_epoch_then_key():
     sql = chunk_sql("SELECT * FROM t WHERE u >= :window_start;  \n", ["u", "id"], after=False, limit=10)
     assert sql == (
         "SELECT * FROM (\nSELECT * FROM t WHERE u >= :window_start\n) AS dbstream_snapshot\n"
-        'ORDER BY "u", "id"\nLIMIT 10'
+        'WHERE "u" IS NOT NULL AND "id" IS NOT NULL\nORDER BY "u", "id"\nLIMIT 10'
     )
 
 
@@ -122,3 +122,26 @@ def test_progress_rate_and_time_left():
     assert progress(done=300, total=1000, run_rows=200, run_seconds=2.0) == (100.0, 7.0)
     assert progress(done=300, total=None, run_rows=200, run_seconds=2.0) == (100.0, None)
     assert eta_text(3725) == "1h02m05s" and eta_text(65) == "1m05s" and eta_text(None) == "unknown"
+
+
+def test_chunks_page_only_the_rows_with_an_epoch_and_a_key():
+    """A NULL key passes 'epoch > cursor' and could end a chunk as a cursor: the chunks leave such rows
+    (and NULL epochs, which SQLite sorts first) to unpaged_sql, so every row is read by one query."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER, u TEXT)")
+    rows = [(i, f"2026-01-01 00:00:{i:02d}") for i in range(1, 21)] + [
+        (None, "2026-01-01 00:00:30"),
+        (99, None),
+    ]
+    db.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    author, columns = "SELECT id, u FROM t WHERE u >= :window_start OR u IS NULL", ["u", "id"]
+    paged, cursor = [], None
+    while True:
+        sql = chunk_sql(author, columns, after=cursor is not None, limit=6)
+        page = db.execute(sql, {"window_start": "2000", **cursor_params(cursor or [])}).fetchall()
+        if not page:
+            break
+        paged += page
+        cursor = [page[-1][1], page[-1][0]]
+    unpaged = db.execute(unpaged_sql(author, columns), {"window_start": "2000"}).fetchall()
+    assert sorted(paged) == rows[:20] and sorted(unpaged, key=repr) == sorted(rows[20:], key=repr)
