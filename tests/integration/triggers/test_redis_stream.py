@@ -264,3 +264,31 @@ def test_a_consumer_acl_user_reads_reclaims_and_acks_but_cannot_write(own_redis,
     assert RedisStreamAckOperator(task_id="ack").execute(context)["acked"] == 2
     with pytest.raises(Exception, match="no permissions"):
         reader.xadd("acl:orders", {"x": "1"})
+
+
+def test_what_a_run_never_acked_fires_again_after_min_idle_what_it_acked_never(redis_client, stream):
+    """One trigger lifetime, as in a watcher: the run of the first event acks one entry and fails on the
+    other, the second event's run acks its entry; the failed one is fired again by XAUTOCLAIM once
+    pending 0.6 s, the acked ones never."""
+    ids = add(redis_client, stream, 3)
+
+    async def scenario() -> list[tuple[list[str], float]]:
+        run = trigger(stream, count=2, min_idle=0.6).run()
+        got: list[tuple[list[str], float]] = []
+        try:
+            async with asyncio.timeout(10):
+                async for event in run:
+                    got.append((event.payload["ids"], time.monotonic()))
+                    if len(got) == 1:
+                        await asyncio.to_thread(redis_client.xack, stream, "g", ids[1])
+                    if len(got) == 2:
+                        await asyncio.to_thread(redis_client.xack, stream, "g", ids[2])
+                    if len(got) == 3:
+                        break
+        finally:
+            await run.aclose()
+        return got
+
+    (first, t0), (second, _), (third, t2) = asyncio.run(scenario())
+    assert (first, second, third) == (ids[:2], [ids[2]], [ids[0]])
+    assert t2 - t0 >= 0.6
