@@ -167,8 +167,11 @@ class Pipeline:
             messages, good, letters = encoder.encode_batch(rows, rows_before + 1), rows, []
         index = encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in good]
-        epochs = [m.epoch_us for m in messages] + [int(d.epoch_us) for d in letters if d.epoch_us]
-        return PreparedBatch(messages, deleted, max(epochs) if epochs else None, rows[-1], letters)
+        top = max((m.epoch_us for m in messages), default=None)
+        known = [int(d.epoch_us) for d in letters if d.epoch_us]  # a bad row read is a row read
+        if known:
+            top = max(known) if top is None else max(top, *known)
+        return PreparedBatch(messages, deleted, top, rows[-1], letters)
 
     def encoder_for(self, columns: Sequence[str]) -> RowEncoder:
         """The run's encoder, made from the first query's columns (which it checks)."""
