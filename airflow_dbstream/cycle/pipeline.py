@@ -183,15 +183,16 @@ class Pipeline:
         self, encoder: RowEncoder, rows: Sequence[Sequence[Any]], first_row_number: int
     ) -> tuple[list[Message], list[Sequence[Any]], list[DeadLetter]]:
         """(messages, the rows they encode, dead letters): a batch the encoder refuses is encoded again
-        row by row, each refused row (BadRowError, nothing else) becoming a dead letter."""
+        row by row (``encode``, the encoder's reference: the same bytes as ``encode_batch``), each
+        refused row (BadRowError, nothing else) becoming a dead letter."""
         try:
-            return encoder.encode_batch(rows, first_row_number), list(rows), []
+            return encoder.encode_batch(rows, first_row_number), rows, []
         except BadRowError:
             pass
         messages, good, letters = [], [], []
         for n, row in enumerate(rows, first_row_number):
             try:
-                messages.extend(encoder.encode_batch([row], n))
+                messages.append(encoder.encode(row, n))
             except BadRowError as bad:
                 letters.append(self._dead_letter(encoder, row, bad))
             else:
