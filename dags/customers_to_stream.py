@@ -51,7 +51,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # one cycle per stream at a time
-    params=stream_params(),  # Trigger DAG w/ config: replay a range, reset the stream, start_from
+    params=stream_params(),  # Trigger -> Run Parameters: replay a range, reset the stream, start_from
     is_paused_upon_creation=True,  # the demo stack runs customers_continuous on the same stream
     default_args={
         "retries": 3,

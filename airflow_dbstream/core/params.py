@@ -1,4 +1,4 @@
-"""Trigger-form Params ("Trigger DAG w/ config"): replay a time range, reset a stream, set start_from.
+"""The Trigger form's "Run Parameters": replay a time range, reset a stream, set start_from.
 
 ``param_specs()`` declares the form as data (``airflow_dbstream.params.stream_params`` makes Airflow
 Params of it, validated by Airflow before the run is created);

@@ -101,7 +101,7 @@ def permanent_error(what: str, stream: str, exc: rx.ResponseError, source: str |
     if isinstance(exc, rx.NoPermissionError) or "NOPERM" in text:
         return RedisPermissionError(
             f"Stream {stream!r}: the Redis user may not run what the {what} call needs ({text}). Grant the "
-            "ACL listed in README.md, section 'Least privilege' "
+            "ACL listed in docs/reliability.md, section 'Least privilege' "
             "(airflow_dbstream.core.acl.REQUIRED_COMMANDS), on this stream's keys."
         )
     return exc

@@ -1,4 +1,4 @@
-"""Least privilege (README's ACL, exactly) and Redis over TLS, on Redis servers these tests start."""
+"""Least privilege (docs/reliability.md's ACL, exactly) and Redis over TLS, on servers these tests start."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_a_user_missing_one_permission_gets_a_clear_error(acl_server, pg_table, 
         _every_command_path(pg_table, acl_server, stream)
     message = str(failure.value)
     assert f"'{missing}'" in message, message  # Redis names the command it refused
-    assert "README.md" in message and "Least privilege" in message and stream in message
+    assert "docs/reliability.md" in message and "Least privilege" in message and stream in message
     after_commit = ("zrange", "zrem", "hdel", "del", "time", "zcard", "xlen", "xinfo|groups")
     if missing not in after_commit:  # trim, release and status run after the commit
         assert acl_server.admin().hget(StreamKeys.for_stream(stream).state, "watermark") is None

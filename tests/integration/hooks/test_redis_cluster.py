@@ -47,7 +47,7 @@ def test_scenarios_on_three_masters_without_crossslot(redis_cluster, monkeypatch
 
 
 def test_least_privilege_user_on_the_cluster(redis_cluster, monkeypatch):
-    """README's ACL with its cluster additions, set on every master, runs the scenarios."""
+    """The ACL of docs/reliability.md with its cluster additions, set on every master, runs the scenarios."""
     from airflow_dbstream.core.acl import acl_rules
 
     password = uuid.uuid4().hex
