@@ -167,8 +167,11 @@ class Pipeline:
             messages, good, letters = encoder.encode_batch(rows, rows_before + 1), rows, []
         index = encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in good]
-        epochs = [m.epoch_us for m in messages] + [int(d.epoch_us) for d in letters if d.epoch_us]
-        return PreparedBatch(messages, deleted, max(epochs) if epochs else None, rows[-1], letters)
+        top = max((m.epoch_us for m in messages), default=None)
+        known = [int(d.epoch_us) for d in letters if d.epoch_us]  # a bad row read is a row read
+        if known:
+            top = max(known) if top is None else max(top, *known)
+        return PreparedBatch(messages, deleted, top, rows[-1], letters)
 
     def encoder_for(self, columns: Sequence[str]) -> RowEncoder:
         """The run's encoder, made from the first query's columns (which it checks)."""
@@ -180,15 +183,16 @@ class Pipeline:
         self, encoder: RowEncoder, rows: Sequence[Sequence[Any]], first_row_number: int
     ) -> tuple[list[Message], list[Sequence[Any]], list[DeadLetter]]:
         """(messages, the rows they encode, dead letters): a batch the encoder refuses is encoded again
-        row by row, each refused row (BadRowError, nothing else) becoming a dead letter."""
+        row by row (``encode``, the encoder's reference: the same bytes as ``encode_batch``), each
+        refused row (BadRowError, nothing else) becoming a dead letter."""
         try:
-            return encoder.encode_batch(rows, first_row_number), list(rows), []
+            return encoder.encode_batch(rows, first_row_number), rows, []
         except BadRowError:
             pass
         messages, good, letters = [], [], []
         for n, row in enumerate(rows, first_row_number):
             try:
-                messages.extend(encoder.encode_batch([row], n))
+                messages.append(encoder.encode(row, n))
             except BadRowError as bad:
                 letters.append(self._dead_letter(encoder, row, bad))
             else:

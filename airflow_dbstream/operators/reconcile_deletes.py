@@ -121,13 +121,13 @@ class ReconcileDeletesOperator(StreamOperator):
             "duration_seconds": round(time.monotonic() - started, 3),
         }
         self.log.info(
-            "Reconcile of stream %s: keys_scanned=%d bad_keys=%d deleted=%d keys_tracked=%d cutoff=%s "
+            "Reconcile of stream %s: keys_scanned=%d deleted=%d keys_tracked=%d bad_keys=%d cutoff=%s "
             "duration_seconds=%s",
             spec.stream,
             scanned,
-            bad_keys,
             deleted,
             figures["keys_tracked"],
+            bad_keys,
             figures["cutoff"],
             figures["duration_seconds"],
         )
