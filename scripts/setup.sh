@@ -17,7 +17,7 @@ fi
 if [ ! -x .venv/bin/uv ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
 fi
-.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test,bench,soak]"
+.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test,bench,celery]"
 
 # Debian's docker-compose validates docker-compose.yaml in the tests (Docker itself cannot run here).
 if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -54,6 +54,18 @@ AMQP = "127.0.0.1:5672"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# The Airflow settings the soak runs with that docker-compose.yaml must share (tests/system/test_compose.py
+# compares them): the executor, its broker kind and result backend, the slots, the dead-task timeout.
+DEPLOYMENT = {
+    "AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+    "AIRFLOW__CORE__PARALLELISM": "8",  # 4 running on the two workers, 4 waiting in the broker
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",  # a killed worker's task fails after 30 s
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+}
+WORKERS = 2
+
 FAULT_KINDS = ("kill_worker", "kill_source", "restart_redis", "failover", "script_flush", "pause_worker")
 
 
@@ -76,14 +88,29 @@ def _proc_stat(pid: int) -> tuple[int, int, float] | None:
     return ppid, pgrp, (utime + stime + cutime + cstime) / CLK_TCK
 
 
-def _group_members(pgid: int) -> dict[int, tuple[int, float]]:
-    members = {}
+def _tree(root: int) -> dict[int, tuple[int, float]]:
+    """The process and all its descendants, pid -> (depth below root, CPU seconds).
+
+    A tree, not a process group: Airflow's task supervisor starts each task process in a session of
+    its own, and a killed or paused worker must take its running tasks with it.
+    """
+    stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _proc_stat(int(entry))
-            if stat and stat[1] == pgid:
-                members[int(entry)] = (stat[0], stat[2])
-    return members
+            if stat:
+                stats[int(entry)] = stat
+    if root not in stats:
+        return {}
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (ppid, _, _) in stats.items():
+        children[ppid].append(pid)
+    tree, todo = {}, [(root, 0)]
+    while todo:
+        pid, depth = todo.pop()
+        tree[pid] = (depth, stats[pid][2])
+        todo += [(child, depth + 1) for child in children[pid]]
+    return tree
 
 
 class Proc:
@@ -116,20 +143,22 @@ class Proc:
     def cpu(self) -> float:
         """CPU seconds of the group now alive plus those of earlier incarnations."""
         if self.alive():
-            self._cpu_last = sum(cpu for _, cpu in _group_members(self.pgid).values())
+            self._cpu_last = sum(cpu for _, cpu in _tree(self.pgid).values())
         return self.cpu_dead + self._cpu_last
 
     def busy(self) -> bool:
-        """A Celery worker runs a task when its group holds a process two levels below the worker."""
-        if not self.alive():
-            return False
-        members = _group_members(self.pgid)
-        return any(ppid in members and ppid != self.pgid for ppid, _ in members.values())
+        """A Celery worker runs a task when a task process hangs below a pool process (its supervisor)."""
+        return self.alive() and any(depth >= 2 for depth, _ in _tree(self.pgid).values())
 
     def signal(self, sig: int) -> None:
-        if self.popen is not None:
+        """The process, its group and every descendant (task processes run in sessions of their own)."""
+        if self.popen is None:
+            return
+        for pid in sorted(_tree(self.pgid), reverse=True):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pgid, sig)
+                os.kill(pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, sig)
 
     def kill(self) -> None:
         self.cpu()
@@ -290,29 +319,43 @@ class Writer(threading.Thread):
         except BaseException as exc:
             self.error = exc
 
+    def seed(self, rows: int) -> None:
+        """Rows that exist before the streams' first cycle: their first load."""
+        conn = self.connect()
+        try:
+            for _ in range(rows):
+                self.insert(conn)
+        finally:
+            conn.close()
+
+    def insert(self, conn: Any) -> None:
+        key = str(self.next_id)
+        self.next_id += 1
+        self.commit(conn, self.write(conn, "insert", key, 1))
+        self.live[key] = 1
+
     def step(self, conn: Any) -> None:
         free = [k for k in self.live if k not in self.busy]
-        roll = self.rng.random()
-        if roll < 0.3 or len(free) < 20:
-            key = str(self.next_id)
-            self.next_id += 1
-            self.commit(conn, self.write(conn, "insert", key, 1))
-            self.live[key] = 1
+        ops = ["insert", "update", "same_second", "softdelete", "held"]
+        weights = [25, 45, 10, 8, 5]
+        if self.table.hard_deletes:
+            ops.append("harddelete")
+            weights.append(7)
+        op = self.rng.choices(ops, weights)[0]
+        if op == "insert" or len(free) < 10:
+            self.insert(conn)
             return
         key = self.rng.choice(free)
         v = self.live[key] + 1
-        if roll < 0.08 + 0.3:  # soft delete: the row stays, marked
-            self.commit(conn, self.write(conn, "softdelete", key, v))
+        if op in ("softdelete", "harddelete"):  # a soft-deleted row stays, marked; neither is touched again
+            self.commit(conn, self.write(conn, op, key, v))
             del self.live[key]
-        elif roll < 0.42 and self.table.hard_deletes:
-            self.commit(conn, self.write(conn, "harddelete", key, v))
-            del self.live[key]
-        elif roll < 0.47:  # held open past lookback, on a connection of its own
+        elif op == "held":  # open past lookback, on a connection of its own
             self.busy.add(key)
             holder = threading.Thread(target=self.held, args=(key, v), daemon=True)
             self.holders.append(holder)
             holder.start()
-        elif roll < 0.55:  # same-second edits: two commits of one key back to back
+        elif op == "same_second":  # two commits of one key back to back
             self.commit(conn, self.write(conn, "update", key, v))
             self.commit(conn, self.write(conn, "update", key, v + 1))
             self.live[key] = v + 1
@@ -336,10 +379,11 @@ class Settings:
     hold: float = 7.0  # transactions held open longer than lookback
     lock_lease: float = 8.0
     rate: float = 1.0  # writes per second per table
+    seed_rows: int = 100  # per table, before the first cycle (its first load)
     fault_every: tuple[float, float] = (12.0, 25.0)
     faults: tuple[str, ...] = FAULT_KINDS
     drain_timeout: float = 150.0
-    heartbeat_timeout: int = 30
+    replica_lag: float = 3.0  # how far the replica is behind when the primary crashes (failover)
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     keep: bool = False  # keep the temporary directory (logs) after the run
 
@@ -362,7 +406,6 @@ class Soak:
         self.redis_r = RedisServer(self.home / "redis-r", "--appendonly", "yes")
         self.primary, self.replica = self.redis_p, self.redis_r
         self.faults: list[dict[str, Any]] = []
-        self.failover_figures: list[dict[str, Any]] = []
         self.tables: list[Table] = []
         self.api_port = free_port()
         self.cleanups: list[tuple[str, Any]] = []
@@ -381,18 +424,12 @@ class Soak:
             AIRFLOW_HOME=str(self.home),
             PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
             PYTHONPATH=str(ROOT),
-            AIRFLOW__CORE__EXECUTOR="airflow.providers.celery.executors.celery_executor.CeleryExecutor",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=meta,
             AIRFLOW__CELERY__BROKER_URL=f"amqp://guest:guest@{AMQP}/{vhost}",
             AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql://postgres@127.0.0.1:5432/{self.metadb}",
-            AIRFLOW__CELERY__WORKER_CONCURRENCY="2",
             AIRFLOW__OPERATORS__DEFAULT_QUEUE=self.queue,
-            AIRFLOW__CORE__PARALLELISM="4",
-            AIRFLOW__CORE__LOAD_EXAMPLES="false",
             AIRFLOW__CORE__DAGS_FOLDER=str(self.home / "dags"),
-            AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="false",
             AIRFLOW__CORE__FERNET_KEY="",
-            AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="true",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{self.api_port}/execution/",
             AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{self.api_port}",
@@ -402,12 +439,12 @@ class Soak:
             AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(16) if not hasattr(self, "_jwt") else self._jwt,
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
             AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="60",
-            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=str(self.s.heartbeat_timeout),
             AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="5",
             AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="false",
             AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(self.home / "logs"),
             AIRFLOW__METRICS__STATSD_ON="false",
         )
+        env.update(DEPLOYMENT)
         self._jwt = env["AIRFLOW__API_AUTH__JWT_SECRET"]
         return env
 
@@ -528,8 +565,11 @@ class Soak:
             "from pathlib import Path\n\nfrom airflow_dbstream.factory import dags_from_yaml\n\n"
             "globals().update(dags_from_yaml(Path(__file__).with_name('soak.yaml')))\n"
         )
+
+    def write_reconcile_dags(self) -> None:
+        """After the streams' first cycles: a reconcile refuses a stream whose first cycle has not run."""
         hard = [t for t in self.tables if t.hard_deletes]
-        (dags / "soak_reconcile.py").write_text(RECONCILE_DAGS.format(
+        (self.home / "dags" / "soak_reconcile.py").write_text(RECONCILE_DAGS.format(
             tables=json.dumps([[t.name, "soak_pg" if t.kind == "pg" else "soak_my", f"soak_redis_{t.redis}",
                                 t.stream] for t in hard]),
             schedule=_seconds(self.s.reconcile_schedule), lookback=self.s.lookback,
@@ -549,13 +589,13 @@ class Soak:
             ("triggerer", [AIRFLOW, "triggerer"]),
         ):  # fmt: skip
             self.procs[name] = Proc(name, argv, env, self.logdir).start()
-        for i in (1, 2):
+        for i in range(1, WORKERS + 1):
             self.procs[f"worker{i}"] = self.worker(i, env).start()
 
     def worker(self, i: int, env: dict[str, str]) -> Proc:
-        argv = [AIRFLOW, "celery", "worker", "--celery-hostname", f"soak{i}-{self.id}@%h", "--concurrency",
-                "2", "--queues", self.queue, "--skip-serve-logs", "--without-gossip",
-                "--without-mingle"]  # fmt: skip
+        # Logs are read from the files here: two workers on one host cannot both serve them on 8793.
+        argv = [AIRFLOW, "celery", "worker", "--celery-hostname", f"soak{i}-{self.id}@%h", "--queues",
+                self.queue, "--skip-serve-logs", "--without-gossip", "--without-mingle"]  # fmt: skip
         return Proc(f"worker{i}", argv, env, self.logdir)
 
     def meta(self) -> psycopg.Connection:
@@ -647,12 +687,23 @@ class Soak:
         return record
 
     def failover(self) -> dict[str, Any]:
-        """Crash the primary (SIGKILL), promote its replica, move the Airflow connection, re-attach."""
+        """The primary crashes while its replica lags; the replica is promoted, the connection moved.
+
+        The replica is paused (SIGSTOP) for ``replica_lag`` seconds so that replication is behind, as
+        asynchronous replication can be at any moment; then the primary is SIGKILLed, the replica resumed
+        and promoted (REPLICAOF NO ONE), the ``soak_redis_pr`` connection in the metadata database moved
+        to it (``airflow connections import --overwrite``: a connection from an environment variable
+        could not change under running workers), and the old primary restarted as the new replica.
+        """
         old, new = self.primary, self.replica
+        assert old.proc is not None and new.proc is not None
+        new.proc.send_signal(signal.SIGSTOP)
+        time.sleep(self.s.replica_lag)
         p_offset = old.admin().info("replication")["master_repl_offset"]
-        r_offset = new.admin().info("replication").get("slave_repl_offset", 0)
         lengths = {t.stream: old.admin().xlen(t.stream) for t in self.tables if t.redis == "pr"}
         old.kill()
+        new.proc.send_signal(signal.SIGCONT)
+        r_offset = new.admin().info("replication").get("slave_repl_offset", 0)
         new.admin().execute_command("REPLICAOF", "NO", "ONE")
         self.primary, self.replica = new, old
         promoted = {t.stream: new.admin().xlen(t.stream) for t in self.tables if t.redis == "pr"}
@@ -662,9 +713,12 @@ class Soak:
         old.start()
         old.admin().execute_command("REPLICAOF", "127.0.0.1", str(new.port))
         lost = sum(max(0, lengths[k] - promoted[k]) for k in lengths)
-        self.failover_figures.append({"unreplicated_bytes": p_offset - r_offset, "entries_lost": lost})
-        return {"unreplicated_bytes": p_offset - r_offset, "entries_lost_at_promotion": lost,
-                "connection_moved_s": round(moved_s, 1)}  # fmt: skip
+        return {
+            "replica_lag_s": self.s.replica_lag,
+            "unreplicated_bytes": p_offset - r_offset,
+            "entries_lost_at_promotion": lost,
+            "connection_moved_s": round(moved_s, 1),
+        }
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -676,9 +730,18 @@ class Soak:
             for server in (self.redis_a, self.redis_p, self.redis_r):
                 server.start()
             self.redis_r.admin().execute_command("REPLICAOF", "127.0.0.1", str(self.redis_p.port))
+            self.wlog = WriterLog(self.home / "writers.jsonl")
+            self.stop_writers = threading.Event()
+            self.writers = [
+                Writer(t, self.wlog, self.s.rate, self.s.hold, self.stop_writers, self.rng.randrange(1 << 30))
+                for t in self.tables
+            ]
+            for w in self.writers:
+                w.seed(self.s.seed_rows)
             self.write_dags()
             self.start_airflow()
             self.wait_streams_running()
+            self.write_reconcile_dags()
             log(f"deployment up, {len(self.tables)} streams cycling, {time.monotonic() - started:.0f} s")
             self.cpu_start = self.cpu_figures()
             self.cycles_start = self.cycle_counts()
@@ -691,9 +754,7 @@ class Soak:
 
     def soak(self) -> dict[str, Any]:
         s = self.s
-        wlog = WriterLog(self.home / "writers.jsonl")
-        stop = threading.Event()
-        writers = [Writer(t, wlog, s.rate, s.hold, stop, self.rng.randrange(1 << 30)) for t in self.tables]
+        wlog, stop, writers = self.wlog, self.stop_writers, self.writers
         self.t_soak = time.monotonic()
         for w in writers:
             w.start()
@@ -766,7 +827,7 @@ class Soak:
     def cpu_figures(self) -> dict[str, float]:
         return {
             "scheduler": self.procs["scheduler"].cpu(),
-            "workers": self.procs["worker1"].cpu() + self.procs["worker2"].cpu(),
+            "workers": sum(p.cpu() for n, p in self.procs.items() if n.startswith("worker")),
             "dag_processor": self.procs["dag-processor"].cpu(),
             "api_server": self.procs["api-server"].cpu(),
         }
@@ -783,7 +844,8 @@ class Soak:
             "cycles_run": cycles,
             "task_instances": counts,
             "cpu_s": {k: round(v, 1) for k, v in used.items()},
-            "cpu_ms_per_cycle": {k: round(1000 * v / max(tasks, 1)) for k, v in used.items()},
+            "task_runs": tasks,
+            "cpu_ms_per_task_run": {k: round(1000 * v / max(tasks, 1)) for k, v in used.items()},
         }
 
     def teardown(self) -> None:
@@ -823,7 +885,7 @@ class Soak:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
-RECONCILE_DAGS = '''"""Hard deletes of the soak's tables: a ReconcileDeletesOperator DAG per hard-deleting table."""
+RECONCILE_DAGS = '''"""The soak's hard deletes: a ReconcileDeletesOperator DAG per table that hard-deletes."""
 
 from datetime import timedelta
 
