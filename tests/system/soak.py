@@ -42,6 +42,7 @@ from typing import Any
 
 import MySQLdb
 import psycopg
+import redis
 
 from tests.integration.redis_servers import RedisServer, free_port
 
@@ -364,6 +365,62 @@ class Writer(threading.Thread):
             self.live[key] = v
 
 
+class Consumer(threading.Thread):
+    """A consumer reading every stream as it grows (XREAD from its last ID), following the failover.
+
+    It is what a user's consumer sees: after a failover (or a Redis restart that lost the AOF's last
+    second), entries it already read may be lost from Redis and appended again by the next cycle, with
+    new, higher IDs, so it reads those versions twice.
+    """
+
+    def __init__(self, soak: Soak, stop: threading.Event) -> None:
+        super().__init__(name="consumer", daemon=True)
+        self.soak, self.stop = soak, stop
+        self.last = {t.stream: "0-0" for t in soak.tables}
+        self.read: Counter = Counter()
+        self.clients: dict[int, redis.Redis] = {}
+        self.errors = 0
+
+    def client(self, server: RedisServer) -> redis.Redis:
+        if server.port not in self.clients:
+            self.clients[server.port] = server.admin(decode_responses=True, socket_timeout=3)
+        return self.clients[server.port]
+
+    def poll(self) -> None:
+        for group in ("a", "pr"):
+            server = self.soak.redis_a if group == "a" else self.soak.primary
+            streams = {t.stream: self.last[t.stream] for t in self.soak.tables if t.redis == group}
+            try:
+                replies = self.client(server).xread(streams, count=2000)
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+                self.errors += 1  # down, restarting, loading its AOF or being promoted: read again
+                continue
+            for stream, entries in replies:
+                for mid, fields_ in entries:
+                    v = json.loads(fields_["payload"]).get("v") if fields_["payload"] != "null" else None
+                    self.read[(stream, fields_["pkey"], fields_["epoch"], v, fields_.get("op"))] += 1
+                    self.last[stream] = mid
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.poll()
+            self.stop.wait(0.5)
+        self.poll()
+
+    def figures(self, streams: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        final = Counter()
+        for stream, entries in streams.items():
+            for m in entries:
+                v = json.loads(m["payload"]).get("v") if m["payload"] != "null" else None
+                final[(stream, m["pkey"], m["epoch"], v, m.get("op"))] += 1
+        return {
+            "consumer_read": sum(self.read.values()),
+            "consumer_read_twice": sum(n - 1 for n in self.read.values() if n > 1),
+            "consumer_never_read": sum(1 for k in final if k not in self.read),
+            "consumer_read_but_gone": sum(1 for k in self.read if k not in final),
+        }
+
+
 # ------------------------------------------------------------------------------------------------ the soak
 
 
@@ -657,6 +714,7 @@ class Soak:
             time.sleep(pause)
             worker.signal(signal.SIGCONT)
         elif kind == "kill_source":
+            self.wait_source_sessions()
             with psycopg.connect(PG_ADMIN, autocommit=True) as pg:
                 killed = pg.execute(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -686,23 +744,43 @@ class Soak:
         log(f"fault {record}")
         return record
 
+    def wait_source_sessions(self, timeout: float = 20.0) -> None:
+        """Until a cycle holds a session of the soak's own role open (they last a cycle), or timeout."""
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(PG_ADMIN, autocommit=True) as pg:
+            my = MySQLdb.connect(**MY_ADMIN)
+            try:
+                while time.monotonic() < deadline:
+                    n = pg.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (self.role,))
+                    cur = my.cursor()
+                    cur.execute("SELECT count(*) FROM information_schema.processlist WHERE user = %s",
+                                (self.role,))  # fmt: skip
+                    if n.fetchone()[0] + cur.fetchone()[0]:
+                        return
+                    time.sleep(0.05)
+            finally:
+                my.close()
+
     def failover(self) -> dict[str, Any]:
         """The primary crashes while its replica lags; the replica is promoted, the connection moved.
 
-        The replica is paused (SIGSTOP) for ``replica_lag`` seconds so that replication is behind, as
-        asynchronous replication can be at any moment; then the primary is SIGKILLed, the replica resumed
-        and promoted (REPLICAOF NO ONE), the ``soak_redis_pr`` connection in the metadata database moved
-        to it (``airflow connections import --overwrite``: a connection from an environment variable
-        could not change under running workers), and the old primary restarted as the new replica.
+        The replica is paused (SIGSTOP) and its link dropped for ``replica_lag`` seconds, so that
+        replication is behind as asynchronous replication can be at any moment; then the primary is
+        SIGKILLed, the replica resumed and promoted (REPLICAOF NO ONE), the ``soak_redis_pr``
+        connection in the metadata database moved to it (``airflow connections import --overwrite``: a
+        connection from an environment variable could not change under running workers), and the old
+        primary restarted as the new replica.
         """
         old, new = self.primary, self.replica
         assert old.proc is not None and new.proc is not None
-        new.proc.send_signal(signal.SIGSTOP)
+        new.proc.send_signal(signal.SIGSTOP)  # the link drops and the replica cannot reconnect:
+        old.admin().client_kill_filter(_type="replica")  # what the primary writes now is not replicated
         time.sleep(self.s.replica_lag)
         p_offset = old.admin().info("replication")["master_repl_offset"]
         lengths = {t.stream: old.admin().xlen(t.stream) for t in self.tables if t.redis == "pr"}
         old.kill()
         new.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.5)  # it reads what was already in its socket before the link dropped
         r_offset = new.admin().info("replication").get("slave_repl_offset", 0)
         new.admin().execute_command("REPLICAOF", "NO", "ONE")
         self.primary, self.replica = new, old
@@ -755,6 +833,9 @@ class Soak:
     def soak(self) -> dict[str, Any]:
         s = self.s
         wlog, stop, writers = self.wlog, self.stop_writers, self.writers
+        stop_consumer = threading.Event()
+        consumer = Consumer(self, stop_consumer)
+        consumer.start()
         self.t_soak = time.monotonic()
         for w in writers:
             w.start()
@@ -788,6 +869,10 @@ class Soak:
             if result["ok"] or time.monotonic() > deadline:
                 break
             time.sleep(5)
+        streams = self.read_streams()
+        result = check(self.tables, wlog.versions, streams)
+        stop_consumer.set()
+        consumer.join(30)
         figures = {
             "ok": result["ok"],
             "streams": len(self.tables),
@@ -799,6 +884,7 @@ class Soak:
             "faults": dict(Counter(f["kind"] for f in self.faults)),
             "fault_log": self.faults,
             **{k: v for k, v in result.items() if k != "ok"},
+            **consumer.figures(streams),
             **self.cycle_figures(),
             "seed": s.seed,
             "logs": str(self.home),

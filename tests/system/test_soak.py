@@ -22,10 +22,17 @@ def test_streams_equal_the_writers_log_through_worker_kills_failover_and_redis_r
     figures = run_soak(duration=SOAK_SECONDS, fault_every=(6.0, 10.0))
     print(json.dumps(figures, indent=2, default=str))  # shown with -s, and on failure
     assert figures["streams"] >= 20
-    assert figures["postgres_streams"] and figures["mariadb_streams"] and figures["streams_on_primary_with_replica"]
+    assert figures["postgres_streams"] and figures["mariadb_streams"]
+    assert figures["streams_on_primary_with_replica"]
     assert set(figures["faults"]) == set(FAULT_KINDS), figures["fault_log"]
     assert figures["first_difference"] is None, figures["first_difference"]
-    assert (figures["lost"], figures["duplicated"], figures["out_of_order"], figures["phantom"]) == (0, 0, 0, 0)
+    wrong = ("lost", "duplicated", "out_of_order", "phantom", "wrong_op")
+    assert {k: figures[k] for k in wrong} == dict.fromkeys(wrong, 0)
     assert figures["versions_in_stream"] > 500
     assert figures["soft_deletes"] > 0 and figures["hard_deletes"] > 0
     assert figures["cycles_run"] > 40
+    # The failover lost the primary's last writes (the replica lagged): the stream itself is whole again
+    # (checked above), and a consumer that had read the lost entries reads those versions twice.
+    failover = next(f for f in figures["fault_log"] if f["kind"] == "failover")
+    assert failover["unreplicated_bytes"] > 0
+    assert figures["consumer_never_read"] == 0
