@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import bisect
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -206,6 +208,7 @@ class Version:
     v: int
     op: str  # upsert, softdelete, harddelete
     committed: float  # wall clock after the commit returned
+    began: float = 0.0  # wall clock before its statement: the previous version was visible until then
 
 
 class WriterLog:
@@ -264,6 +267,7 @@ class Writer(threading.Thread):
     def write(self, conn: Any, op: str, key: str, v: int) -> Version:
         """One statement of ``op`` on ``key`` inside the connection's open transaction; the version."""
         t, pg = self.table.name, self.table.kind == "pg"
+        began = time.time()
         cur = conn.cursor()
         ph = "%s"
         now = "now()" if pg else "NOW(6)"
@@ -282,11 +286,11 @@ class Writer(threading.Thread):
             )
         else:  # harddelete
             cur.execute(f"DELETE FROM {t} WHERE id = {ph}", (int(key),))
-            return Version(t, key, None, v, "harddelete", 0.0)
+            return Version(t, key, None, v, "harddelete", 0.0, began)
         if not pg:
             cur.execute(f"SELECT updated_at FROM {t} WHERE id = {ph}", (int(key),))
         epoch = _us(cur.fetchone()[0])
-        return Version(t, key, epoch, v, "softdelete" if op == "softdelete" else "upsert", 0.0)
+        return Version(t, key, epoch, v, "softdelete" if op == "softdelete" else "upsert", 0.0, began)
 
     def commit(self, conn: Any, version: Version) -> None:
         conn.commit()
@@ -321,7 +325,7 @@ class Writer(threading.Thread):
             self.error = exc
 
     def seed(self, rows: int) -> None:
-        """Rows that exist before the streams' first cycle: their first load."""
+        """Rows that exist before the streams' first cycle: their first load reads them."""
         conn = self.connect()
         try:
             for _ in range(rows):
@@ -378,6 +382,7 @@ class Consumer(threading.Thread):
         self.soak, self.stop = soak, stop
         self.last = {t.stream: "0-0" for t in soak.tables}
         self.read: Counter = Counter()
+        self.lock = threading.Lock()
         self.clients: dict[int, redis.Redis] = {}
         self.errors = 0
 
@@ -395,11 +400,17 @@ class Consumer(threading.Thread):
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
                 self.errors += 1  # down, restarting, loading its AOF or being promoted: read again
                 continue
-            for stream, entries in replies:
-                for mid, fields_ in entries:
-                    v = json.loads(fields_["payload"]).get("v") if fields_["payload"] != "null" else None
-                    self.read[(stream, fields_["pkey"], fields_["epoch"], v, fields_.get("op"))] += 1
-                    self.last[stream] = mid
+            with self.lock:
+                for stream, entries in replies:
+                    for mid, fields_ in entries:
+                        v = json.loads(fields_["payload"]).get("v") if fields_["payload"] != "null" else None
+                        self.read[(stream, fields_["pkey"], fields_["epoch"], v, fields_.get("op"))] += 1
+                        self.last[stream] = mid
+
+    def seen(self) -> set[tuple[Any, ...]]:
+        """What it has read so far: (stream, pkey, epoch, v, op) of each message."""
+        with self.lock:
+            return set(self.read)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -436,11 +447,11 @@ class Settings:
     hold: float = 7.0  # transactions held open longer than lookback
     lock_lease: float = 8.0
     rate: float = 1.0  # writes per second per table
-    seed_rows: int = 100  # per table, before the first cycle (its first load)
+    seed_rows: int = 100  # per table, before the first cycle (the first load runs while the writers write)
     fault_every: tuple[float, float] = (12.0, 25.0)
     faults: tuple[str, ...] = FAULT_KINDS
     drain_timeout: float = 150.0
-    replica_lag: float = 3.0  # how far the replica is behind when the primary crashes (failover)
+    replica_lag: float = 20.0  # the longest the replica lags before the primary crashes (failover)
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     keep: bool = False  # keep the temporary directory (logs) after the run
 
@@ -660,26 +671,27 @@ class Soak:
             f"host=127.0.0.1 port=5432 user=postgres dbname={self.metadb}", autocommit=True
         )
 
-    def wait_streams_running(self, timeout: float = 300) -> None:
-        """Until every stream DAG has one successful cycle (the first load of an empty table)."""
+    def streams_cycled(self) -> int:
+        """How many stream DAGs have run a cycle successfully."""
+        try:
+            with self.meta() as m:
+                return m.execute(
+                    "SELECT count(DISTINCT dag_id) FROM task_instance WHERE state = 'success' "
+                    "AND task_id LIKE '%%_to_stream'"
+                ).fetchone()[0]
+        except psycopg.Error:
+            return 0
+
+    def wait_streams_running(self, want: int, timeout: float = 300) -> None:
+        """Until ``want`` stream DAGs have run a cycle: the deployment works end to end."""
         deadline = time.monotonic() + timeout
-        want = len(self.tables)
-        while time.monotonic() < deadline:
+        while (done := self.streams_cycled()) < want:
             self.check_procs()
-            try:
-                with self.meta() as m:
-                    done = m.execute(
-                        "SELECT count(DISTINCT dag_id) FROM task_instance WHERE state = 'success' "
-                        "AND dag_id LIKE 'soak\\_soak\\_%%' AND task_id LIKE '%%_to_stream'"
-                    ).fetchone()[0]
-            except psycopg.Error:
-                done = 0
-            if done >= want:
-                return
-            time.sleep(3)
-        raise RuntimeError(
-            f"only {done} of {want} streams ran a cycle within {timeout:.0f} s; see {self.logdir}"
-        )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{done} of {want} streams ran a cycle within {timeout:.0f} s; see {self.logdir}"
+                )
+            time.sleep(2)
 
     def check_procs(self) -> None:
         for name, proc in self.procs.items():
@@ -708,7 +720,7 @@ class Soak:
             worker.start()
         elif kind == "pause_worker":
             worker = self.busy_worker()
-            pause = self.s.lock_lease + 4
+            pause = self.s.lock_lease + 2
             record.update(worker=worker.name, mid_cycle=worker.busy(), paused_s=pause)
             worker.signal(signal.SIGSTOP)
             time.sleep(pause)
@@ -744,6 +756,46 @@ class Soak:
         log(f"fault {record}")
         return record
 
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A call to the deployment's REST API (the simple auth manager gives every caller a token)."""
+        import urllib.request
+
+        base = f"http://127.0.0.1:{self.api_port}"
+        with urllib.request.urlopen(f"{base}/auth/token", timeout=30) as reply:
+            token = json.load(reply)["access_token"]
+        request = urllib.request.Request(
+            base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return json.load(reply)
+
+    def move_connection(self, conn_id: str, server: RedisServer) -> None:
+        """Point a connection of the metadata database at another Redis: the next tasks read it."""
+        spec = self.redis_connection(server)
+        body = {"connection_id": conn_id, "conn_type": "redis", "host": spec["host"], "port": spec["port"],
+                "extra": json.dumps(spec["extra"])}  # fmt: skip
+        self.api("PATCH", f"/api/v2/connections/{conn_id}", body)
+        assert self.api("GET", f"/api/v2/connections/{conn_id}")["port"] == server.port
+
+    @staticmethod
+    def wait_in_sync(primary: RedisServer, replica: RedisServer, timeout: float = 30.0) -> bool:
+        """Until the replica's link is up and it has all the primary wrote (a healthy pair fails over)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                r = replica.admin().info("replication")
+                p = primary.admin().info("replication")
+                if (
+                    r.get("master_link_status") == "up"
+                    and r.get("slave_repl_offset") == p["master_repl_offset"]
+                ):
+                    return True
+            time.sleep(0.2)
+        return False
+
     def wait_source_sessions(self, timeout: float = 20.0) -> None:
         """Until a cycle holds a session of the soak's own role open (they last a cycle), or timeout."""
         deadline = time.monotonic() + timeout
@@ -764,36 +816,49 @@ class Soak:
     def failover(self) -> dict[str, Any]:
         """The primary crashes while its replica lags; the replica is promoted, the connection moved.
 
-        The replica is paused (SIGSTOP) and its link dropped for ``replica_lag`` seconds, so that
-        replication is behind as asynchronous replication can be at any moment; then the primary is
+        The replica is paused (SIGSTOP) and its link dropped until a cycle appended to the primary (at
+        most ``replica_lag`` seconds), so that replication is behind as asynchronous replication can be
+        at any moment; then the primary is
         SIGKILLed, the replica resumed and promoted (REPLICAOF NO ONE), the ``soak_redis_pr``
-        connection in the metadata database moved to it (``airflow connections import --overwrite``: a
+        connection in the metadata database moved to it (the REST API's PATCH /api/v2/connections: a
         connection from an environment variable could not change under running workers), and the old
         primary restarted as the new replica.
         """
         old, new = self.primary, self.replica
         assert old.proc is not None and new.proc is not None
+        in_sync = self.wait_in_sync(old, new)
         new.proc.send_signal(signal.SIGSTOP)  # the link drops and the replica cannot reconnect:
         old.admin().client_kill_filter(_type="replica")  # what the primary writes now is not replicated
-        time.sleep(self.s.replica_lag)
-        p_offset = old.admin().info("replication")["master_repl_offset"]
+        before = {t.stream: old.admin().xlen(t.stream) for t in self.tables if t.redis == "pr"}
+        deadline = time.monotonic() + self.s.replica_lag
+        while time.monotonic() < deadline:  # until a cycle appended what the replica will not have
+            if any(old.admin().xlen(k) > n for k, n in before.items()):
+                time.sleep(0.2)  # and a little more of it
+                break
+            time.sleep(0.1)
+        lag_s = self.s.replica_lag - max(0.0, deadline - time.monotonic())
+        p_info = old.admin().info("replication")
         lengths = {t.stream: old.admin().xlen(t.stream) for t in self.tables if t.redis == "pr"}
         old.kill()
         new.proc.send_signal(signal.SIGCONT)
         time.sleep(0.5)  # it reads what was already in its socket before the link dropped
-        r_offset = new.admin().info("replication").get("slave_repl_offset", 0)
+        r_info = new.admin().info("replication")
+        same_history = r_info.get("master_replid") == p_info["master_replid"]
         new.admin().execute_command("REPLICAOF", "NO", "ONE")
         self.primary, self.replica = new, old
         promoted = {t.stream: new.admin().xlen(t.stream) for t in self.tables if t.redis == "pr"}
         t0 = time.monotonic()
-        self.import_connections(only=("soak_redis_pr",))
+        self.move_connection("soak_redis_pr", new)
         moved_s = time.monotonic() - t0
         old.start()
         old.admin().execute_command("REPLICAOF", "127.0.0.1", str(new.port))
         lost = sum(max(0, lengths[k] - promoted[k]) for k in lengths)
         return {
-            "replica_lag_s": self.s.replica_lag,
-            "unreplicated_bytes": p_offset - r_offset,
+            "replica_lag_s": round(lag_s, 1),
+            "replica_in_sync_before": in_sync,
+            "unreplicated_bytes": (
+                p_info["master_repl_offset"] - r_info.get("slave_repl_offset", 0) if same_history else None
+            ),
             "entries_lost_at_promotion": lost,
             "connection_moved_s": round(moved_s, 1),
         }
@@ -818,9 +883,8 @@ class Soak:
                 w.seed(self.s.seed_rows)
             self.write_dags()
             self.start_airflow()
-            self.wait_streams_running()
-            self.write_reconcile_dags()
-            log(f"deployment up, {len(self.tables)} streams cycling, {time.monotonic() - started:.0f} s")
+            self.wait_streams_running(1)
+            log(f"deployment up, a first cycle ran, {time.monotonic() - started:.0f} s")
             self.cpu_start = self.cpu_figures()
             self.cycles_start = self.cycle_counts()
             figures = self.soak()
@@ -842,8 +906,16 @@ class Soak:
         end = time.monotonic() + s.duration
         kinds: list[str] = []
         next_fault = time.monotonic() + self.rng.uniform(*s.fault_every)
+        reconciling, next_look = False, 0.0
         while time.monotonic() < end:
             self.check_procs()
+            if not reconciling and time.monotonic() > next_look:
+                next_look = time.monotonic() + 5
+                if self.streams_cycled() == len(self.tables):
+                    self.write_reconcile_dags()
+                    reconciling = True
+                    after = time.monotonic() - self.t_soak
+                    log(f"every stream ran a cycle; reconcile DAGs written after {after:.0f} s")
             if s.faults and time.monotonic() >= next_fault:
                 if not kinds:
                     kinds = list(s.faults)
@@ -855,6 +927,9 @@ class Soak:
             if errors:
                 raise RuntimeError(f"a writer failed: {errors[0]!r}")
         stop.set()
+        if not reconciling:
+            self.wait_streams_running(len(self.tables))
+            self.write_reconcile_dags()
         for w in writers:
             w.join(60)
         wlog.close()
@@ -865,14 +940,16 @@ class Soak:
         t_drain = time.monotonic()
         deadline = t_drain + s.drain_timeout
         while True:
-            result = check(self.tables, wlog.versions, self.read_streams())
+            result = check(
+                self.tables, wlog.versions, self.read_streams(), self.cycle_times(), consumer.seen()
+            )
             if result["ok"] or time.monotonic() > deadline:
                 break
             time.sleep(5)
         streams = self.read_streams()
-        result = check(self.tables, wlog.versions, streams)
         stop_consumer.set()
         consumer.join(30)
+        result = check(self.tables, wlog.versions, streams, self.cycle_times(), consumer.seen())
         figures = {
             "ok": result["ok"],
             "streams": len(self.tables),
@@ -897,6 +974,19 @@ class Soak:
             client = (self.redis_a if t.redis == "a" else self.primary).admin(decode_responses=True)
             out[t.stream] = [{"id": mid, **fields_} for mid, fields_ in client.xrange(t.stream)]
         return out
+
+    def cycle_times(self) -> dict[str, list[tuple[float, float]]]:
+        """Each table's successful cycles (task start, end), in start order."""
+        with self.meta() as m:
+            rows = m.execute(
+                "SELECT dag_id, extract(epoch FROM start_date), extract(epoch FROM end_date)"
+                " FROM task_instance WHERE state = 'success' AND task_id LIKE '%%_to_stream'"
+                " ORDER BY start_date"
+            ).fetchall()
+        times: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for dag_id, start, end in rows:
+            times[dag_id.removeprefix("soak_")].append((float(start), float(end)))
+        return times
 
     def cycle_counts(self) -> dict[str, int]:
         with self.meta() as m:
@@ -1014,14 +1104,25 @@ def _seconds(value: str) -> float:
 # ------------------------------------------------------------------------------------------------ the check
 
 
-def check(tables: list[Table], versions: list[Version], streams: dict[str, list[dict[str, Any]]]) -> dict:
+def check(
+    tables: list[Table],
+    versions: list[Version],
+    streams: dict[str, list[dict[str, Any]]],
+    cycles: dict[str, list[tuple[float, float]]] | None = None,
+    consumed: set[tuple[Any, ...]] | frozenset = frozenset(),
+) -> dict:
     """Every stream against the writers' log; the figures, and the first stream that differs.
 
     Polling reads a row's state at each cycle, so a version overwritten before any cycle read it is
     never seen (``coalesced``, not lost). What must hold, per key: every message is a committed version
     (same epoch, same ``v``), none twice, epochs strictly increasing; the key's last committed version
     is its last message (a soft delete as ``op=delete``, exactly one); a hard-deleted key that was ever
-    emitted ends with exactly one tombstone (``payload`` null) and nothing after it.
+    emitted ends with exactly one tombstone (``payload`` null) and nothing after it. And a version that
+    was the row's for the whole of a successful cycle (``cycles``: each stream's successful task runs,
+    start and end) must be there: that cycle read it (``must_read``; missing ones count as ``lost``),
+    unless the consumer read it (``consumed``) and it is gone: Redis lost it after it was appended (a
+    failover to a replica that had not got it) and the row changed again before a cycle re-read it
+    (``rolled_back``, the failover's own effect; see docs/soak.md).
     """
     by_table: dict[str, dict[str, list[Version]]] = defaultdict(lambda: defaultdict(list))
     for version in versions:
@@ -1029,6 +1130,7 @@ def check(tables: list[Table], versions: list[Version], streams: dict[str, list[
     totals = Counter()
     freshness: list[float] = []
     first_bad: dict[str, Any] | None = None
+    problems: dict[str, dict[str, int]] = {}
     for t in tables:
         messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for m in streams.get(t.stream, []):
@@ -1050,7 +1152,14 @@ def check(tables: list[Table], versions: list[Version], streams: dict[str, list[
                     bad.append({"pkey": pkey, "problem": "never committed", "message": m})
                     totals["phantom"] += 1
                 elif seen[key] > 1:
-                    bad.append({"pkey": pkey, "problem": "duplicated", "epoch": key[0], "v": key[1]})
+                    ids = [
+                        x["id"]
+                        for x in upserts
+                        if (int(x["epoch"]), int(json.loads(x["payload"])["v"])) == key
+                    ]
+                    bad.append(
+                        {"pkey": pkey, "problem": "duplicated", "epoch": key[0], "v": key[1], "ids": ids}
+                    )
                     totals["duplicated"] += 1
                 else:
                     freshness.append(int(m["id"].split("-")[0]) / 1000 - known[key].committed)
@@ -1062,6 +1171,25 @@ def check(tables: list[Table], versions: list[Version], streams: dict[str, list[
                 if (op == "delete") != (known.get(key) is not None and known[key].op == "softdelete"):
                     bad.append({"pkey": pkey, "problem": "op", "epoch": key[0], "op": op})
                     totals["wrong_op"] += 1
+            runs = (cycles or {}).get(t.name, [])
+            starts = [start for start, _ in runs]
+            for version, following in itertools.pairwise(committed):
+                if version.epoch is None:
+                    continue
+                i = bisect.bisect_left(starts, version.committed)
+                while i < len(runs) and runs[i][0] <= following.began and runs[i][1] > following.began:
+                    i += 1
+                if i < len(runs) and runs[i][1] <= following.began:  # a cycle ran while it was the row's
+                    totals["must_read"] += 1
+                    op = "delete" if version.op == "softdelete" else None
+                    if (version.epoch, version.v) in seen:
+                        pass
+                    elif (t.stream, pkey, str(version.epoch), version.v, op) in consumed:
+                        totals["rolled_back"] += 1
+                    else:
+                        bad.append({"pkey": pkey, "problem": "missing, though a cycle ran while it was the "
+                                    "row's", "version": version.__dict__, "cycle": runs[i]})  # fmt: skip
+                        totals["lost"] += 1
             totals["versions_checked"] += len([c for c in committed if c.epoch is not None])
             totals["versions_in_stream"] += len(set(seen) & set(known))
             final = committed[-1] if committed else None
@@ -1095,6 +1223,8 @@ def check(tables: list[Table], versions: list[Version], streams: dict[str, list[
                 totals["lost"] += 1
             if final.op == "softdelete":
                 totals["soft_deletes"] += 1
+        if bad:
+            problems[t.stream] = dict(Counter(b["problem"] for b in bad))
         if bad and first_bad is None:
             first_bad = {"stream": t.stream, "differences": bad[:20], "count": len(bad)}
     committed_versions = totals["versions_checked"]
@@ -1108,6 +1238,8 @@ def check(tables: list[Table], versions: list[Version], streams: dict[str, list[
         "versions_committed": committed_versions,
         "versions_in_stream": totals["versions_in_stream"],
         "coalesced": committed_versions - totals["versions_in_stream"],
+        "must_read": totals["must_read"],
+        "rolled_back": totals["rolled_back"],
         "lost": totals["lost"],
         "duplicated": totals["duplicated"],
         "out_of_order": totals["out_of_order"],
@@ -1118,6 +1250,7 @@ def check(tables: list[Table], versions: list[Version], streams: dict[str, list[
         "freshness_p50_s": pct(0.5),
         "freshness_p95_s": pct(0.95),
         "first_difference": first_bad,
+        "differences_by_stream": problems,
     }
 
 
@@ -1131,7 +1264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", default="2m", help="writing and faults, e.g. 3m, 30m (default 2m)")
     parser.add_argument("--no-faults", action="store_true")
-    parser.add_argument("--faults", help=f"comma-separated kinds (default all: {','.join(FAULT_KINDS)})")
+    parser.add_argument("--faults", help=f"comma-separated kinds (default: all, {','.join(FAULT_KINDS)})")
+    parser.add_argument(
+        "--fault-every", default="12-25", help="seconds between faults: min-max, default 12-25"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory with the logs")
     args = parser.parse_args(argv)
@@ -1140,6 +1276,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["faults"] = ()
     elif args.faults:
         overrides["faults"] = tuple(args.faults.split(","))
+    low, _, high = args.fault_every.partition("-")
+    overrides["fault_every"] = (float(low), float(high or low))
     if args.seed is not None:
         overrides["seed"] = args.seed
     overrides["keep"] = args.keep

@@ -1,7 +1,8 @@
 """A short soak on a real Airflow with CeleryExecutor, two workers and every kind of fault (docs/soak.md).
 
-About three minutes: the deployment starts (about 1.5 min on this machine), writers and faults run for
-``SOAK_SECONDS``, the streams drain, and every stream must equal the writers' log.
+About four to five minutes on this (shared, 2-core) machine: the deployment starts (about 1.5 min), the
+writers and faults run for ``SOAK_SECONDS`` (90), the streams drain, and every stream must equal the
+writers' log.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from tests.system.soak import FAULT_KINDS, run_soak
 
 pytestmark = pytest.mark.slow
 
-SOAK_SECONDS = float(os.environ.get("DBSTREAM_SOAK_SECONDS", "75"))
+SOAK_SECONDS = float(os.environ.get("DBSTREAM_SOAK_SECONDS", "90"))
 
 
 def test_streams_equal_the_writers_log_through_worker_kills_failover_and_redis_restarts() -> None:
-    figures = run_soak(duration=SOAK_SECONDS, fault_every=(6.0, 10.0))
+    figures = run_soak(duration=SOAK_SECONDS, fault_every=(2.0, 5.0))
     print(json.dumps(figures, indent=2, default=str))  # shown with -s, and on failure
     assert figures["streams"] >= 20
     assert figures["postgres_streams"] and figures["mariadb_streams"]
@@ -31,8 +32,11 @@ def test_streams_equal_the_writers_log_through_worker_kills_failover_and_redis_r
     assert figures["versions_in_stream"] > 500
     assert figures["soft_deletes"] > 0 and figures["hard_deletes"] > 0
     assert figures["cycles_run"] > 40
-    # The failover lost the primary's last writes (the replica lagged): the stream itself is whole again
-    # (checked above), and a consumer that had read the lost entries reads those versions twice.
-    failover = next(f for f in figures["fault_log"] if f["kind"] == "failover")
-    assert failover["unreplicated_bytes"] > 0
+    # The failover's own effect (docs/soak.md): the replica lagged, so the primary's last appends were
+    # lost with it; the next cycles appended the rows' current versions again (the check above finds
+    # each once), and a version the row had left by then is gone ("rolled_back"): never more than the
+    # entries the failovers lost. A consumer following the streams missed nothing still in them.
+    failovers = [f for f in figures["fault_log"] if f["kind"] == "failover"]
+    assert sum(f["entries_lost_at_promotion"] for f in failovers) > 0, failovers
+    assert figures["rolled_back"] <= sum(f["entries_lost_at_promotion"] for f in failovers)
     assert figures["consumer_never_read"] == 0
