@@ -453,7 +453,7 @@ class Settings:
     drain_timeout: float = 150.0
     replica_lag: float = 20.0  # the longest the replica lags before the primary crashes (failover)
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
-    keep: bool = False  # keep the temporary directory (logs) after the run
+    keep: bool = False  # keep the temporary directory (logs) after a run that passed (a failed one keeps it)
 
 
 class Soak:
@@ -480,6 +480,7 @@ class Soak:
         self.vhost_own = False
         self.queue = f"dbstream_soak_{self.id}"
         self.torn_down = False
+        self.passed = False
         atexit.register(self.teardown)  # also on an exit that skips the finally (an unhandled signal)
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -890,6 +891,7 @@ class Soak:
             figures = self.soak()
             figures["setup_s"] = round(self.t_soak - started, 1)
             figures["total_s"] = round(time.monotonic() - started, 1)
+            self.passed = bool(figures["ok"])
             return figures
         finally:
             self.teardown()
@@ -1057,7 +1059,9 @@ class Soak:
                     my.close()
             except Exception as exc:
                 log(f"cleanup of {kind} {name}: {exc!r}")
-        if not self.s.keep:
+        if self.s.keep or not self.passed:  # a failed soak keeps its logs for the one who reads why
+            log(f"logs kept in {self.home}")
+        else:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
