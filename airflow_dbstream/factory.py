@@ -21,10 +21,13 @@ OPTIONAL = (
     "redis_conn_id", "schedule", "start_from", "maxlen", "batch_size", "parameters", "source_timezone",
     "epoch_unit", "run_for", "poll_interval", "retries", "retry_delay", "description", "tags",
     "execution_timeout", "paused", "snapshot_chunk_size", "deleted_column", "track_keys", "transaction_guard",
-    "guard_max_hold", "pause_gc", "on_bad_row",
+    "guard_max_hold", "pause_gc", "on_bad_row", "lock_lease", "lock_wait",
 )  # fmt: skip
 DAG_KEYS = ("schedule", "retries", "retry_delay", "description", "tags", "paused")
-DURATIONS = ("lookback", "run_for", "poll_interval", "retry_delay", "execution_timeout", "guard_max_hold")
+DURATIONS = (
+    "lookback", "run_for", "poll_interval", "retry_delay", "execution_timeout", "guard_max_hold",
+    "lock_lease", "lock_wait",
+)  # fmt: skip
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")

@@ -40,3 +40,10 @@ if [ "$(mariadb -h 127.0.0.1 -u root -N -e 'SELECT COUNT(*) FROM mysql.time_zone
     echo "services: loading MariaDB's time zone tables"
     mariadb-tzinfo-to-sql /usr/share/zoneinfo 2>/dev/null | mariadb -h 127.0.0.1 -u root mysql
 fi
+
+# RabbitMQ: the Celery broker of the soak (tests/system/soak.py), guest/guest on 127.0.0.1:5672.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "services: starting RabbitMQ on 127.0.0.1:5672"
+    rabbitmq-server -detached
+fi
+wait_for RabbitMQ "(exec 3<>/dev/tcp/127.0.0.1/5672)"

@@ -17,11 +17,18 @@ fi
 if [ ! -x .venv/bin/uv ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
 fi
-.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test,bench]"
+.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test,bench,celery]"
 
 # Debian's docker-compose validates docker-compose.yaml in the tests (Docker itself cannot run here).
 if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian's docker-compose (to validate docker-compose.yaml)"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
+
+# RabbitMQ, the soak's Celery broker (scripts/services.sh starts it when it does not answer).
+if ! command -v rabbitmq-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing RabbitMQ (the broker of the soak's Celery workers)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
 fi

@@ -164,7 +164,9 @@ class CycleRunner:
             snapshot: Snapshot | None = None
             if window.snapshot and spec.chunked_first_load:
                 snapshot = Snapshot(spec, source, self.redis, pipeline, self.log)
-                done: QueryTotals | SnapshotResult = snapshot.run(state, read_us)
+                # The guard may hold the load's watermark below what it reads: its trims stay below that.
+                hold = decide(open_transactions, None, spec.lookback_us, read_us, spec.guard_max_hold_us)
+                done: QueryTotals | SnapshotResult = snapshot.run(state, read_us, hold.cap_us)
                 # The first normal window re-reads all changed since the snapshot began.
                 window = plan_window(None, spec.lookback_us, None, done.started_us)
             else:

@@ -108,6 +108,7 @@ class Snapshot:
         self.chunk_size = spec.snapshot_chunk_size
         self.lookback_us = spec.lookback_us
         self.log = log
+        self.cap_us: int | None = None
 
     def _wrap_error(self, exc: Exception, sql: str) -> DbStreamInputError:
         return DbStreamInputError(
@@ -118,7 +119,10 @@ class Snapshot:
             "pass (not resumable)."
         )
 
-    def run(self, state: StreamState, db_now_us: int) -> SnapshotResult:
+    def run(self, state: StreamState, db_now_us: int, cap_us: int | None = None) -> SnapshotResult:
+        """Read the table (or its rest, resuming); ``cap_us``: the transaction guard's cap on the
+        watermark the load will commit, which the trims after each chunk must not pass."""
+        self.cap_us = cap_us
         fields = state.fields
         started_us = int(fields[STARTED]) if fields.get(STARTED) else db_now_us
         done = int(fields.get(ROWS) or 0)
@@ -229,8 +233,11 @@ class Snapshot:
             return cursor
         self.redis.save_fields(self.keys, {CURSOR: cursor_text, CURSOR_US: result.max_epoch_us, ROWS: done})
         # Nothing below this can be read again, by the snapshot or by the first normal window
-        # (whose bound the source widens by up to its slack).
+        # (whose bound the source widens by up to its slack), which starts at the watermark the load
+        # commits minus lookback: the guard may hold that watermark at an open transaction's start.
         covered_us = min(result.max_epoch_us, result.started_us)
+        if self.cap_us is not None:
+            covered_us = min(covered_us, self.cap_us)
         slack_us = self.source.bound_slack_us(covered_us - self.lookback_us)
         self.redis.trim(self.keys, trim_cutoff(covered_us, self.lookback_us + slack_us))
         return cursor

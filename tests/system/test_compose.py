@@ -19,11 +19,13 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
+from tests.system.soak import DEPLOYMENT, WORKERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+WORKER_SERVICES = {"airflow-worker-1", "airflow-worker-2"}
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer"}  # fmt: skip
+                    "airflow-triggerer"} | WORKER_SERVICES  # fmt: skip
 # What Airflow reads at the top level of a JSON connection; anything else is silently not a connection.
 CONN_KEYS = {"conn_type", "host", "login", "password", "schema", "port", "extra", "description"}
 
@@ -44,15 +46,26 @@ def compose() -> dict:
 
 def test_services_of_the_stack(compose):
     services = compose["services"]
-    assert AIRFLOW_SERVICES | {"airflow-db", "source-db", "redis", "demo-writer"} <= set(services)
+    assert AIRFLOW_SERVICES | {"airflow-db", "source-db", "redis", "rabbitmq", "demo-writer"} <= set(services)
     for name in AIRFLOW_SERVICES:
         service = services[name]
         assert service["build"]["context"] == str(PROJECT_ROOT)  # the provider from this checkout
         env = service["environment"]
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
         assert "@airflow-db:" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]  # its own metadata database
-        assert not any(key.startswith("AIRFLOW__CELERY") for key in env)  # Redis serves only as the target
-    commands = {name: services[name]["command"] for name in AIRFLOW_SERVICES}
+        # What the soak proves under faults is what this stack runs: the same executor and settings.
+        assert {key: env.get(key) for key in DEPLOYMENT} == DEPLOYMENT, name
+        assert (
+            env["AIRFLOW__CELERY__BROKER_URL"].startswith("amqp://")
+            and "@rabbitmq:5672" in (env["AIRFLOW__CELERY__BROKER_URL"])
+        )  # RabbitMQ, as in the soak; Redis serves only as the target
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+        assert "@airflow-db:" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert len(WORKER_SERVICES) == WORKERS
+    for name in WORKER_SERVICES:
+        assert services[name]["command"] == ["celery", "worker"]
+        assert services[name]["environment"]["DUMB_INIT_SETSID"] == "0"
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_USER"] != "guest"  # guest: localhost only
+    commands = {name: services[name]["command"] for name in AIRFLOW_SERVICES - WORKER_SERVICES}
     assert commands["airflow-apiserver"] == ["api-server"] and commands["airflow-init"] == ["db", "migrate"]
     assert services["airflow-apiserver"]["ports"][0]["published"] in (8080, "8080")
     assert services["airflow-scheduler"]["depends_on"]["airflow-init"]["condition"] == (
@@ -60,7 +73,7 @@ def test_services_of_the_stack(compose):
     )
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert re.search(r"ARG AIRFLOW_VERSION=3\.3\.\d+", dockerfile) and "FROM apache/airflow:" in dockerfile
-    assert '"/opt/dbstream[postgres' in dockerfile
+    assert '"/opt/dbstream[postgres' in dockerfile and ",celery]" in dockerfile  # the workers' provider
 
 
 def test_connections_preset_by_environment_are_read_by_airflow(compose, monkeypatch):

@@ -60,6 +60,14 @@ def test_on_bad_row_reaches_the_operator(tmp_path):
         dags_from_yaml(path)
 
 
+def test_lock_lease_and_wait_are_durations(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("sources:" + SOURCE + "    lock_lease: 8s\n    lock_wait: 2m\n")
+    (dag,) = dags_from_yaml(path).values()
+    assert dag.tasks[0].spec.lock_lease == timedelta(seconds=8)
+    assert dag.tasks[0].spec.lock_wait == timedelta(minutes=2)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

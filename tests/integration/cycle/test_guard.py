@@ -237,3 +237,31 @@ def test_a_late_row_near_the_lookback_warns_while_the_guard_is_off(databases, st
     figures = run_cycle(db, stream, sql=sql, lookback=lookback, transaction_guard=False)
     assert figures["emitted"] == 1 and figures["observed_lateness_seconds"] > 8.0
     assert any("more than 80% of lookback" in line for line in _log(capfd))
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_a_first_load_held_by_the_guard_keeps_in_seen_what_the_next_window_reads_again(
+    kind, databases, stream, redis_client
+):
+    """Found by the soak (docs/soak.md): the chunked first load trimmed ``seen`` as if its watermark
+    would reach the rows it read, but the guard held it at an open transaction's start + lookback, so
+    the first normal window read again, and sent a second time, rows stamped after that start."""
+    db = databases(kind)
+    table, sql = _table(db)
+    db.execute(f"INSERT INTO {table} VALUES (3, 'v0-3', {NOW[kind]})")
+    writer = _writer(db)
+    try:
+        _hold_an_update(writer, kind, table)  # open from here on, at the first load too
+        time.sleep(0.05)
+        db.execute(f"UPDATE {table} SET name = 'after-the-start', updated_at = {NOW[kind]} WHERE id = 2")
+        time.sleep(2.5)  # more than lookback + the bound's one second of slack
+        db.execute(f"UPDATE {table} SET name = 'newest', updated_at = {NOW[kind]} WHERE id = 3")
+        first = run_cycle(db, stream, sql=sql, lookback=LOOKBACK)  # a chunked first load, held
+        assert first["guard_held_seconds"] > 1.0
+        run_cycle(db, stream, sql=sql, lookback=LOOKBACK)  # its window starts at the open transaction's start
+    finally:
+        writer.rollback()
+        writer.close()
+    run_cycle(db, stream, sql=sql, lookback=LOOKBACK)
+    versions = [(m["pkey"], json.loads(m["payload"])["name"]) for m in read_stream(redis_client, stream)]
+    assert sorted(versions) == [("1", "v0-1"), ("2", "after-the-start"), ("3", "newest")]
