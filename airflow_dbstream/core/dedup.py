@@ -7,9 +7,23 @@ spares sending what they would drop, so it compares as they do (epochs as double
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 def may_be_new(epoch_us: int, digest: bytes, score: float | None, stored_digest: bytes | None) -> bool:
     if score is None:
         return True
     epoch = float(epoch_us)
     return epoch > score or (epoch == score and stored_digest != digest)
+
+
+def unseen(
+    versions: Sequence[Any], scores: Sequence[float | None], stored: Sequence[bytes | None]
+) -> list[Any]:
+    """The versions (``epoch_us``, ``digest``) that may be new against the scores and digests read."""
+    return [
+        v
+        for v, score, digest in zip(versions, scores, stored, strict=True)
+        if may_be_new(v.epoch_us, v.digest, score, digest)
+    ]

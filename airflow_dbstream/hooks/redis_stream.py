@@ -11,7 +11,7 @@ from airflow.providers.redis.hooks.redis import RedisHook
 from redis import Redis
 
 from airflow_dbstream.core import keys as state_fields
-from airflow_dbstream.core.dedup import may_be_new
+from airflow_dbstream.core.dedup import unseen
 from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
 from airflow_dbstream.core.window import trim_cutoff
@@ -138,11 +138,7 @@ class RedisStreamHook(RedisHook):
             return pipe.execute()
 
         scores, digests = self._call("precheck", keys, read)
-        return [
-            m
-            for m, score, stored in zip(messages, scores, digests, strict=True)
-            if may_be_new(m.epoch_us, m.digest, score, stored)
-        ]
+        return unseen(messages, scores, digests)
 
     def replay(
         self,

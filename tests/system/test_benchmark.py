@@ -91,3 +91,22 @@ def test_emit_cost_smoke_run_prints_each_part(redis_client):
     for part in ("emit.lua", "digest HSET", "ZADD to seen", "ZMSCORE/HMGET reads", "without the XADD"):
         assert part in done.stdout, part
     assert not redis_client.keys("{emit-cost:*")  # nothing left behind
+
+
+def test_instruction_counts_smoke_run_prints_each_stage(tmp_path):
+    out = tmp_path / "instructions.json"
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "instructions.py"), "--rows", "2000"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    per_row = result["instructions_per_row"]
+    # every stage ran on the rows: fetch and digest cost something per row, far less than a million
+    assert 1_000 < per_row["fetch"] < 1_000_000 and 1_000 < per_row["digest"] < 1_000_000, per_row
+    assert result["unchanged_row"] == per_row["fetch"] + per_row["digest"] + per_row["compare"]
+    assert result["changed_row"] == per_row["fetch"] + per_row["digest"] + per_row["encode"]
+    for stage in ("fetch", "digest", "encode", "compare"):
+        assert stage in done.stdout
+    with psycopg.connect(PG_DSN) as db:
+        left = db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'instr_%'").fetchone()[0]
+        assert left == 0
