@@ -72,7 +72,7 @@ def child(table: str, batch_size: int) -> None:
     import psycopg
     import redis
 
-    from airflow_dbstream.core.dedup import unseen
+    from airflow_dbstream.core.dedup import new_flags
     from airflow_dbstream.core.encoding import RowEncoder
     from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.core.spec import StreamSpec
@@ -122,7 +122,7 @@ def child(table: str, batch_size: int) -> None:
                 pipe.zmscore(keys.seen, pkeys)
                 pipe.hmget(keys.digest, pkeys)
                 scores, stored = pipe.execute()
-                left += len(unseen(batch, scores, stored))
+                left += sum(new_flags(batch, scores, stored))
             return left
 
         assert measured(compare) == 0

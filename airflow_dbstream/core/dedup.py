@@ -18,12 +18,11 @@ def may_be_new(epoch_us: int, digest: bytes, score: float | None, stored_digest:
     return epoch > score or (epoch == score and stored_digest != digest)
 
 
-def unseen(
+def new_flags(
     versions: Sequence[Any], scores: Sequence[float | None], stored: Sequence[bytes | None]
-) -> list[Any]:
-    """The versions (``epoch_us``, ``digest``) that may be new against the scores and digests read."""
+) -> list[bool]:
+    """Per version (``epoch_us``, ``digest``), whether it may be new against the scores and digests read."""
     return [
-        v
+        may_be_new(v.epoch_us, v.digest, score, digest)
         for v, score, digest in zip(versions, scores, stored, strict=True)
-        if may_be_new(v.epoch_us, v.digest, score, digest)
     ]

@@ -12,15 +12,16 @@ import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from airflow_dbstream.core.deletes import is_deleted
-from airflow_dbstream.core.encoding import Message, RowEncoder
+from airflow_dbstream.core.encoding import Message, RowEncoder, Version
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
 from airflow_dbstream.hooks.lease import Lease
-from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 
 
 @dataclass(frozen=True)
@@ -33,25 +34,32 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    messages: list[Message]  # in the order read
-    deleted: list[bool] | None  # per message, whether deleted_column marks its row deleted
+    """A batch read and checked: each row's version (pkey, epoch, typed digest); no JSON written yet."""
+
+    rows: Sequence[Sequence[Any]]
+    versions: list[Version]  # in the order read
+    deleted: list[bool] | None  # per row, whether deleted_column marks it deleted
     max_epoch_us: int
     last_row: Sequence[Any]
+    encoder: RowEncoder
 
     def __len__(self) -> int:
-        return len(self.messages)
+        return len(self.versions)
 
-    @property
-    def live(self) -> list[Message]:
+    def parts(self) -> list[tuple[list[int], str]]:
+        """The rows' positions, live (for emit.lua) and dead (for delete.lua), with the script of each."""
         if self.deleted is None:
-            return self.messages
-        return [m for m, d in zip(self.messages, self.deleted, strict=True) if not d]
+            return [(list(range(len(self.versions))), "emit")]
+        live = [i for i, d in enumerate(self.deleted) if not d]
+        dead = [i for i, d in enumerate(self.deleted) if d]
+        return [(live, "emit"), (dead, "delete")]
 
-    @property
-    def dead(self) -> list[Message]:
-        if self.deleted is None:
-            return []
-        return [m for m, d in zip(self.messages, self.deleted, strict=True) if d]
+    def messages(self, positions: Sequence[int]) -> list[Message]:
+        """The messages of the rows at ``positions``: only now are their payloads written."""
+        rows = [self.rows[i] for i in positions]
+        versions = [self.versions[i] for i in positions]
+        payloads = self.encoder.payloads(rows, versions) if rows else []
+        return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
 
 
 @dataclass
@@ -146,27 +154,31 @@ class Pipeline:
         """The batch's messages, live and dead apart: all a cycle needs before Redis (see overlap)."""
         if self.encoder is None:
             self.encoder = RowEncoder(self.spec, columns)
-        messages = self.encoder.encode_batch(rows, rows_before + 1)
+        versions = self.encoder.versions(rows, rows_before + 1)
         index = self.encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in rows]
-        return PreparedBatch(messages, deleted, max(m.epoch_us for m in messages), rows[-1])
+        top = max(map(attrgetter("epoch_us"), versions))
+        return PreparedBatch(rows, versions, deleted, top, rows[-1], self.encoder)
 
     def emit(self, batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
-        """Emit a prepared batch; ``precheck`` skips payloads ``seen`` already holds (hook.emit)."""
+        """Emit a prepared batch; ``precheck`` first drops the rows ``seen`` already holds, by their
+        (pkey, epoch, digest), so an unchanged row is never encoded nor sent (the scripts still judge)."""
         spec, keys, lease = self.spec, self.spec.keys, self.lease
         if lease is not None:
             lease.renew_if_due()  # before the precheck too: a window of duplicates must keep the lease
-        args = dict(lease=lease, track_keys=spec.track_keys, precheck=precheck)
-        result = self.redis.emit(keys, spec.variant, spec.maxlen, batch.live, **args)
-        tombstones = EmitResult(0, 0)
-        if batch.dead:
-            tombstones = self.redis.emit(keys, spec.variant, spec.maxlen, batch.dead, script="delete", **args)
-        return BatchResult(
-            emitted=result.emitted + tombstones.emitted,
-            duplicates=result.duplicates + tombstones.duplicates,
-            deletes=tombstones.emitted,
-            lowest_epoch_us=result.lowest_epoch_us,
-        )
+        emitted = duplicates = deletes = 0
+        lowest = None
+        for positions, script in batch.parts():
+            versions = [batch.versions[i] for i in positions]
+            args = dict(lease=lease, track_keys=spec.track_keys, script=script, precheck=precheck)
+            encode = lambda kept, at=positions: batch.messages([at[k] for k in kept])  # noqa: E731
+            result = self.redis.emit(keys, spec.variant, spec.maxlen, versions, encode=encode, **args)
+            emitted, duplicates = emitted + result.emitted, duplicates + result.duplicates
+            if script == "delete":
+                deletes += result.emitted
+            else:
+                lowest = result.lowest_epoch_us
+        return BatchResult(emitted, duplicates, deletes, lowest)
 
     def replayer(self, marker: str, start_us: int, end_us: int) -> Send:
         """A ``send`` that appends every row of [start, end) again, marked ``replay``, without dedup."""
@@ -174,10 +186,10 @@ class Pipeline:
 
         def replay(batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
             deleted = batch.deleted or [False] * len(batch)
-            rows = [
-                (m.pkey, m.epoch_us, "delete" if d else "", m.payload)
-                for m, d in zip(batch.messages, deleted, strict=True)
-                if start_us <= m.epoch_us < end_us  # the SQL may not bind window_end
+            inside = [i for i, v in enumerate(batch.versions) if start_us <= v.epoch_us < end_us]
+            rows = [  # the SQL may not bind window_end
+                (m.pkey, m.epoch_us, "delete" if deleted[i] else "", m.payload)
+                for i, m in zip(inside, batch.messages(inside), strict=True)
             ]
             assert self.lease is not None
             self.lease.renew_if_due()
