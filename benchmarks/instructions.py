@@ -5,7 +5,7 @@ On the benchmark's rows (benchmarks/bench.py's table: 10 columns, ~150-byte payl
   fetch     psycopg's named cursor, fetchmany per batch, as the Postgres source reads
   digest    the (pkey, epoch, digest) of each row: what an unchanged row costs the worker besides fetch
   encode    the JSON payload of each row: what only rows that may be new cost
-  compare   the precheck of an unchanged window: ZMSCORE/HMGET pipelined, then the dedup rule per row
+  compare   the precheck of an unchanged window: precheck.lua's scores and digests, the dedup rule per row
 
 Run: ``.venv/bin/python benchmarks/instructions.py`` (20,000 rows, about a minute); it makes the table,
 runs itself under ``valgrind --tool=callgrind``, prints instructions per row and removes what it made.
@@ -69,6 +69,7 @@ def measured(fn: Callable[[], Any]) -> Any:
 
 
 def child(table: str, batch_size: int) -> None:
+    import msgspec
     import psycopg
     import redis
 
@@ -76,6 +77,7 @@ def child(table: str, batch_size: int) -> None:
     from airflow_dbstream.core.encoding import RowEncoder
     from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.core.spec import StreamSpec
+    from airflow_dbstream.hooks.scripts import script_source
 
     db = psycopg.connect(DSN)
     db.execute("SELECT set_config('TimeZone', 'UTC', false)")
@@ -99,7 +101,7 @@ def child(table: str, batch_size: int) -> None:
     starts = [1 + sum(map(len, batches[:i])) for i in range(len(batches))]
     if hasattr(encoder, "versions"):
         versions = measured(lambda: [encoder.versions(b, n) for b, n in zip(batches, starts, strict=True)])
-        measured(lambda: [encoder.payloads(b, v) for b, v in zip(batches, versions, strict=True)])
+        measured(lambda: [encoder.payloads(b, v, v.kinds) for b, v in zip(batches, versions, strict=True)])
     else:  # the payload's digest: one pass makes both (digest holds it all, encode nothing)
         versions = measured(
             lambda: [encoder.encode_batch(b, n) for b, n in zip(batches, starts, strict=True)]
@@ -114,14 +116,13 @@ def child(table: str, batch_size: int) -> None:
             client.zadd(keys.seen, {v.pkey: v.epoch_us for v in batch})
             client.hset(keys.digest, mapping={v.pkey: v.digest for v in batch})
 
-        def compare() -> int:
+        precheck = client.register_script(script_source("precheck"))
+
+        def compare() -> int:  # what RedisStreamHook.may_be_new does (the hook imports Airflow: not here)
             left = 0
             for batch in versions:
-                pipe = client.pipeline(transaction=False)
-                pkeys = [v.pkey for v in batch]
-                pipe.zmscore(keys.seen, pkeys)
-                pipe.hmget(keys.digest, pkeys)
-                scores, stored = pipe.execute()
+                packed = msgspec.msgpack.encode([v.pkey for v in batch])
+                scores, stored = precheck(keys=[keys.seen, keys.digest], args=[packed])
                 left += sum(new_flags(batch, scores, stored))
             return left
 

@@ -43,14 +43,17 @@ class Digester:
             seed = self._seeds[types] = xxhash.xxh3_64_intdigest(self._pack(described))
         return seed
 
-    def many(self, rows: Sequence[Sequence[Any]]) -> list[bytes]:
-        """Each row's digest, in C-level maps; raises where ``one`` is needed (sets, big integers)."""
+    def many(self, rows: Sequence[Sequence[Any]]) -> tuple[list[bytes], set[tuple[type, ...]]]:
+        """Each row's digest, in C-level maps, and the rows' distinct value types (one tuple per kind of
+        row); raises where ``one`` is needed (sets, big integers)."""
         types = list(map(tuple, map(partial(map, type), rows)))
-        for kinds in set(types).difference(self._seeds):
-            if set in kinds or frozenset in kinds:
+        kinds = set(types)
+        for new in kinds.difference(self._seeds):
+            if set in new or frozenset in new:
                 raise TypeError("sets are packed in order, one row at a time")
-            self._seed(kinds)
-        return list(map(xxhash.xxh3_128_digest, map(self._pack, rows), map(self._seeds.__getitem__, types)))
+            self._seed(new)
+        seeds = map(self._seeds.__getitem__, types)
+        return list(map(xxhash.xxh3_128_digest, map(self._pack, rows), seeds)), kinds
 
     def one(self, row: Sequence[Any]) -> bytes:
         """One row's digest; raises TypeError for a value with no exact JSON form."""

@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -41,6 +40,12 @@ class Version(NamedTuple):
     pkey: str
     epoch_us: int
     digest: bytes
+
+
+class Versions(list):
+    """A batch's versions, with the distinct value types of its rows when known (for ``payloads``)."""
+
+    kinds: set[tuple[type, ...]] | None = None
 
 
 class Message(NamedTuple):
@@ -92,21 +97,23 @@ class RowEncoder:
     def versions(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Version]:
         """Each row's (pkey, epoch, digest), in C-level maps where it can; a bad row raises, named."""
         try:
-            columns = list(zip(*rows, strict=True))
-            keys = [columns[i] for i in self._pkey_index]
-            kinds = set(chain.from_iterable(map(partial(map, type), keys)))
-            epochs = columns[self._epoch_index]
-            if set(map(type, epochs)) == {datetime} and None not in set(map(_TZINFO, epochs)):
+            digests, kinds = self._digester.many(rows)
+            key_kinds = {t[i] for t in kinds for i in self._pkey_index}
+            epochs = list(map(itemgetter(self._epoch_index), rows))
+            if {t[self._epoch_index] for t in kinds} == {datetime} and None not in set(map(_TZINFO, epochs)):
                 epochs_us: Any = microseconds_since(UNIX_EPOCH, epochs)
             else:
                 epochs_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
-            if len(keys) > 1 and kinds <= {str, int}:  # a JSON array, as ``key`` writes it
-                pkeys: Any = map(bytes.decode, map(orjson.dumps, zip(*keys, strict=True)))
-            elif kinds == {str} or kinds == {int}:
-                pkeys = keys[0] if kinds == {str} else map(str, keys[0])
+            keys = map(itemgetter(*self._pkey_index), rows)
+            if len(self._pkey_index) > 1 and key_kinds <= {str, int}:  # a JSON array, as ``key`` writes it
+                pkeys: Any = map(bytes.decode, map(orjson.dumps, keys))
+            elif key_kinds == {str} or key_kinds == {int}:
+                pkeys = keys if key_kinds == {str} else map(str, keys)
             else:
                 raise TypeError("keys of other types are written one row at a time")
-            return list(map(Version, pkeys, epochs_us, self._digester.many(rows)))
+            versions = Versions(map(Version, pkeys, epochs_us, digests))
+            versions.kinds = kinds
+            return versions
         except Exception:  # the row-wise path names the problem, or gives the same versions
             return [self.version(row, n) for n, row in enumerate(rows, first_row_number)]
 
@@ -125,13 +132,25 @@ class RowEncoder:
             self._payload(row, row_number, pkey)  # names the column with no exact JSON form
             raise
 
-    def payloads(self, rows: Sequence[Sequence[Any]], versions: Sequence[Version]) -> list[bytes]:
+    def payloads(
+        self,
+        rows: Sequence[Sequence[Any]],
+        versions: Sequence[Version],
+        kinds: set[tuple[type, ...]] | None = None,
+    ) -> list[bytes]:
         """The rows' JSON payloads, orjson writing a row at once; columns it would not write as specified
-        (NaN, naive datetimes outside UTC, arrays, offsets in seconds) are converted first."""
-        columns = list(zip(*rows, strict=True))
-        convert = list(map(self._needs_converting, columns))
-        if any(convert):
-            columns = [list(map(self._exact, v)) if c else v for v, c in zip(columns, convert, strict=True)]
+        (NaN, naive datetimes outside UTC, arrays, offsets in seconds) are converted first. ``kinds``:
+        the rows' value types, as ``versions`` found them (a superset will do)."""
+        kinds = kinds or set(map(tuple, map(partial(map, type), rows)))
+        convert = [
+            i
+            for i, column_kinds in enumerate(map(set, zip(*kinds, strict=True)))
+            if self._needs_converting(column_kinds, lambda i=i: list(map(itemgetter(i), rows)))
+        ]
+        if convert:
+            columns = list(zip(*rows, strict=True))
+            for i in convert:
+                columns[i] = tuple(map(self._exact, columns[i]))
             rows = list(zip(*columns, strict=True))
         try:
             return list(map(self._dumps, map(dict, map(self._zip, rows))))
@@ -144,14 +163,19 @@ class RowEncoder:
 
     def encode_batch(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
         versions = self.versions(rows, first_row_number)
-        return [Message(*v, p) for v, p in zip(versions, self.payloads(rows, versions), strict=True)]
+        payloads = self.payloads(rows, versions, getattr(versions, "kinds", None))
+        return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
 
-    def _needs_converting(self, values: Sequence[Any]) -> bool:
-        kinds = set(map(type, values))
+    def _needs_converting(self, kinds: set[type], column: Callable[[], list[Any]]) -> bool:
+        """Whether orjson would write a column other than specified; its values are read only if needed."""
         if kinds & _CONTAINERS:
             return True
+        if float not in kinds and datetime not in kinds:
+            return False
+        values = column()
         present = [v for v in values if v is not None] if type(None) in kinds else values
-        if float in kinds and not all(math.isfinite(v) for v in present if type(v) is float):
+        floats = present if kinds <= {float, type(None)} else [v for v in present if type(v) is float]
+        if not all(map(math.isfinite, floats)):
             return True
         if datetime not in kinds:
             return False

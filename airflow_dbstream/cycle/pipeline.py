@@ -58,7 +58,8 @@ class PreparedBatch:
         """The messages of the rows at ``positions``: only now are their payloads written."""
         rows = [self.rows[i] for i in positions]
         versions = [self.versions[i] for i in positions]
-        payloads = self.encoder.payloads(rows, versions) if rows else []
+        kinds = getattr(self.versions, "kinds", None)
+        payloads = self.encoder.payloads(rows, versions, kinds) if rows else []
         return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
 
 
