@@ -42,6 +42,7 @@ class PreparedBatch:
     max_epoch_us: int
     last_row: Sequence[Any]
     encoder: RowEncoder
+    payloads: list[bytes] | None = None  # written already (a window of changed rows), else when sent
 
     def __len__(self) -> int:
         return len(self.versions)
@@ -56,10 +57,13 @@ class PreparedBatch:
 
     def messages(self, positions: Sequence[int]) -> list[Message]:
         """The messages of the rows at ``positions``: only now are their payloads written."""
-        rows = [self.rows[i] for i in positions]
         versions = [self.versions[i] for i in positions]
-        kinds = getattr(self.versions, "kinds", None)
-        payloads = self.encoder.payloads(rows, versions, kinds) if rows else []
+        if self.payloads is not None:
+            payloads = [self.payloads[i] for i in positions]
+        else:
+            rows = [self.rows[i] for i in positions]
+            kinds = getattr(self.versions, "kinds", None)
+            payloads = self.encoder.payloads(rows, versions, kinds) if rows else []
         return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
 
 
@@ -128,7 +132,10 @@ class Pipeline:
         with collector_paused(self.spec.pause_gc):
             try:
                 for columns, rows in batches:
-                    prepared = self.prepare(columns, rows, rows_before + totals.rows_read)
+                    # While the emitter prechecks (the window is mostly known), payloads wait for it;
+                    # else they are written here, beside the emitter's Redis calls, as before.
+                    at = rows_before + totals.rows_read
+                    prepared = self.prepare(columns, rows, at, encode=not background.prechecking)
                     background.submit(prepared)
                     totals.rows_read += len(rows)
                     totals.last_row = prepared.last_row
@@ -150,16 +157,18 @@ class Pipeline:
         return totals
 
     def prepare(
-        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int, *, encode: bool = False
     ) -> PreparedBatch:
-        """The batch's messages, live and dead apart: all a cycle needs before Redis (see overlap)."""
+        """The batch's versions (and with ``encode`` its payloads), live and dead apart: all a cycle
+        needs before Redis (see overlap)."""
         if self.encoder is None:
             self.encoder = RowEncoder(self.spec, columns)
         versions = self.encoder.versions(rows, rows_before + 1)
         index = self.encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in rows]
         top = max(map(attrgetter("epoch_us"), versions))
-        return PreparedBatch(rows, versions, deleted, top, rows[-1], self.encoder)
+        payloads = self.encoder.payloads(rows, versions, getattr(versions, "kinds", None)) if encode else None
+        return PreparedBatch(rows, versions, deleted, top, rows[-1], self.encoder, payloads)
 
     def emit(self, batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
         """Emit a prepared batch; ``precheck`` first drops the rows ``seen`` already holds, by their
