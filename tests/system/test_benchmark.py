@@ -59,7 +59,16 @@ def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
         op, bound = target["bound"].split()
         assert target["met"] == COMPARE[op](target["value"], float(bound)), target
     assert set(result["ratios"]) == {"changed_over_seed", "duplicates_over_seed", "changed_over_min_ceiling",
-                                     "duplicates_over_min_ceiling"}  # fmt: skip
+                                     "duplicates_over_min_ceiling", "changed_over_redis_ceiling",
+                                     "first_load_over_min_ceiling"}  # fmt: skip
+    # the targets under stable names, the seed path's 20x no longer among them
+    names = {t["name"] for t in result["targets"]}
+    wanted = ("duplicates_over_min_ceiling", "changed_over_redis_ceiling", "first_load_over_min_ceiling")
+    assert names >= {*wanted, "encoding_module_lines"}
+    assert "changed / seed path" not in targets
+    assert result["ratios"]["changed_over_redis_ceiling"] == pytest.approx(
+        at["changed"]["rows_per_s"] / at["redis_ceiling_changed"]["rows_per_s"], abs=0.001
+    )
     seed = at["seed_path"]["rows_per_s"]
     assert result["ratios"]["changed_over_seed"] == pytest.approx(
         at["changed"]["rows_per_s"] / seed, abs=0.01
