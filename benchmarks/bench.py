@@ -89,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="batch sizes to compare on the operator's cycles (at min(largest size, 100k) rows)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON and PNG")
+    parser.add_argument(
+        "--instructions",
+        type=Path,
+        default=None,
+        help="benchmarks/instructions.py's --json output, to judge too",
+    )
     parser.add_argument("--name", default=None, help="file stem (default bench-<UTC time>)")
     return parser.parse_args(argv)
 
@@ -418,31 +424,108 @@ class Bench:
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, as ratios from this one run, at the largest size measured."""
+    """The targets, as ratios from this one run, at the largest size measured; each under a stable name
+    (``name``) a script can check. "changed >= 20x the seed path" is retired (the emit script's own Redis
+    ceiling on 2 cores is below it): it stays a figure, ``ratios.changed_over_seed``."""
     sizes = result["sizes"]
     largest = sizes[str(max(map(int, sizes)))]
     changed, dup = largest["changed"]["rows_per_s"], largest["duplicates"]["rows_per_s"]
-    ceiling_new = min(largest["redis_ceiling_changed"]["rows_per_s"], largest["sql_ceiling"]["rows_per_s"])
-    ceiling_dup = min(largest["redis_ceiling_duplicates"]["rows_per_s"], largest["sql_ceiling"]["rows_per_s"])
-    seed = largest["seed_path"]["rows_per_s"]
+    sql = largest["sql_ceiling"]["rows_per_s"]
+    redis_new, redis_dup = (
+        largest["redis_ceiling_changed"]["rows_per_s"],
+        largest["redis_ceiling_duplicates"]["rows_per_s"],
+    )
     by_size = [sizes[s]["changed"]["rows_per_s"] for s in sorted(sizes, key=int)]
     checks = [
-        ("changed / seed path", changed / seed, ">=", 20),
-        ("changed rows/s", changed, ">=", 120_000),
-        ("duplicates rows/s", dup, ">=", 250_000),
-        ("changed / min(redis, sql ceiling)", changed / ceiling_new, ">=", 0.6),
-        ("duplicates / min(redis, sql ceiling)", dup / ceiling_dup, ">=", 0.6),
-        ("peak RSS growth MB (changed)", largest["changed"]["peak_rss_growth_mb"], "<=", 150),
-        ("peak RSS growth MB (duplicates)", largest["duplicates"]["peak_rss_growth_mb"], "<=", 150),
-        ("idle cycle ms", result["idle_cycle"]["median_ms"], "<=", 20),
-        ("rows/s largest / smallest size", by_size[-1] / by_size[0], ">=", 0.8),
-        ("small cycles last / first", result["small_cycles"]["last_over_first"], "<=", 1.5),
+        (
+            "duplicates_over_min_ceiling",
+            "duplicates / min(sql, redis duplicate ceiling)",
+            dup / min(sql, redis_dup),
+            ">=",
+            0.6,
+        ),
+        (
+            "changed_over_redis_ceiling",
+            "changed / redis emit ceiling (new rows)",
+            changed / redis_new,
+            ">=",
+            0.85,
+        ),
+        (
+            "first_load_over_min_ceiling",
+            "first load / min(sql, redis emit ceiling)",
+            largest["first_load"]["rows_per_s"] / min(sql, redis_new),
+            ">=",
+            0.8,
+        ),
+        (
+            "encoding_module_lines",
+            "lines in core/encoding.py",
+            _lines(HERE.parent / "airflow_dbstream/core/encoding.py"),
+            "<=",
+            150,
+        ),
+        ("changed_rows_per_s", "changed rows/s", changed, ">=", 120_000),
+        ("duplicates_rows_per_s", "duplicates rows/s", dup, ">=", 250_000),
+        (
+            "peak_rss_growth_mb_changed",
+            "peak RSS growth MB (changed)",
+            largest["changed"]["peak_rss_growth_mb"],
+            "<=",
+            150,
+        ),
+        (
+            "peak_rss_growth_mb_duplicates",
+            "peak RSS growth MB (duplicates)",
+            largest["duplicates"]["peak_rss_growth_mb"],
+            "<=",
+            150,
+        ),
+        ("idle_cycle_ms", "idle cycle ms", result["idle_cycle"]["median_ms"], "<=", 20),
+        ("largest_over_smallest_size", "rows/s largest / smallest size", by_size[-1] / by_size[0], ">=", 0.8),
+        (
+            "small_cycles_last_over_first",
+            "small cycles last / first",
+            result["small_cycles"]["last_over_first"],
+            "<=",
+            1.5,
+        ),
     ]
+    instructions = result.get("instructions")
+    if instructions:  # benchmarks/instructions.py's figures, when given with --instructions
+        checks += [
+            (
+                "instructions_per_unchanged_row",
+                "worker instructions per unchanged row (fetch + digest + compare)",
+                instructions["unchanged_row"],
+                "<=",
+                30_000,
+            ),
+            (
+                "instructions_per_changed_row",
+                "worker instructions per changed row (fetch + digest + encode)",
+                instructions["changed_row"],
+                "<=",
+                45_000,
+            ),
+        ]
     out = []
-    for name, value, op, bound in checks:
+    for key, name, value, op, bound in checks:
         met = value >= bound if op == ">=" else value <= bound
-        out.append({"target": name, "value": round(value, 3), "bound": f"{op} {bound}", "met": bool(met)})
+        out.append(
+            {
+                "name": key,
+                "target": name,
+                "value": round(value, 3),
+                "bound": f"{op} {bound}",
+                "met": bool(met),
+            }
+        )
     return out
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
 
 
 PATHS = [
@@ -571,20 +654,18 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         bench.cleanup()
     result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.instructions:
+        result["instructions"] = json.loads(args.instructions.read_text())
     result["targets"] = targets(result)
     largest = result["sizes"][str(max(args.sizes))]
     ceiling = min(largest["redis_ceiling_changed"]["rows_per_s"], largest["sql_ceiling"]["rows_per_s"])
-    result["ratios"] = {
+    result["ratios"] = {  # figures, not goals: the seed path's, and each target's ratio under its name
         "changed_over_seed": round(largest["changed"]["rows_per_s"] / largest["seed_path"]["rows_per_s"], 2),
         "duplicates_over_seed": round(
             largest["duplicates"]["rows_per_s"] / largest["seed_path"]["rows_per_s"], 2
         ),
         "changed_over_min_ceiling": round(largest["changed"]["rows_per_s"] / ceiling, 3),
-        "duplicates_over_min_ceiling": round(
-            largest["duplicates"]["rows_per_s"]
-            / min(largest["redis_ceiling_duplicates"]["rows_per_s"], largest["sql_ceiling"]["rows_per_s"]),
-            3,
-        ),
+        **{t["name"]: t["value"] for t in result["targets"] if t["name"].endswith("_ceiling")},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or "bench-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -7,8 +7,9 @@
 -- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload
 -- Returns {emitted, duplicates, the lowest epoch emitted ('' when none)}: a row emitted with an
 -- epoch below the previous watermark was late, by that much (the guard's observed lateness).
--- Scores and digests are read, and `seen`/`digest` written, for CHUNK rows per call rather than per
--- row; a pkey that appears twice in one batch is compared with its version emitted just before.
+-- Scores are read, and `seen`/`digest` written, for CHUNK rows per call rather than per row; digests
+-- only for the rows whose epoch equals their score (is_new reads no other). A pkey that appears twice
+-- in one batch is compared with its version emitted just before.
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant = ARGV[1]
 local maxlen = tonumber(ARGV[2])
@@ -25,9 +26,20 @@ local scores, stored = {}, {}
 for first = 1, rows, CHUNK do
   local last = math.min(first + CHUNK - 1, rows)
   local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
-  local d = redis.call('HMGET', digests, unpack(pkeys, first, last))
+  local tied, at, t = {}, {}, 0  -- the pkeys whose epoch equals their score: only their digests matter
   for r = first, last do
-    scores[r], stored[r] = s[r - first + 1], d[r - first + 1]
+    local score = s[r - first + 1]
+    scores[r] = score
+    if score and tonumber(score) == tonumber(ARGV[4 * r]) then
+      t = t + 1
+      tied[t], at[t] = pkeys[r], r
+    end
+  end
+  if t > 0 then
+    local d = redis.call('HMGET', digests, unpack(tied))
+    for k = 1, t do
+      stored[at[k]] = d[k]
+    end
   end
 end
 

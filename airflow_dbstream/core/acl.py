@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-# Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT; the state read at cycle start; the
-# precheck of a mostly unchanged window (ZMSCORE seen, HMGET digest).
-CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall", "zmscore", "hmget")
-# Called inside the Lua scripts (ACL applies to them too): lease, fence, lib, emit, delete, commit, trim,
-# sweep. The snapshot's progress (HSET/HDEL on <tag>:state) needs no more.
+# Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT (the precheck of a mostly unchanged window is
+# precheck.lua: ZMSCORE seen, HMGET digest); the state read at cycle start.
+CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall")
+# Called inside the Lua scripts (ACL applies to them too): lease, fence, lib, emit, precheck, delete,
+# commit, trim, sweep. The snapshot's progress (HSET/HDEL on <tag>:state) needs no more.
 SCRIPT_COMMANDS = (
     "set", "get", "pttl", "pexpire", "del",
     "xadd", "zmscore", "hmget", "zadd", "hget", "hset",

@@ -7,9 +7,24 @@ spares sending what they would drop, so it compares as they do (epochs as double
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 
-def may_be_new(epoch_us: int, digest: bytes, score: float | None, stored_digest: bytes | None) -> bool:
+
+def may_be_new(
+    epoch_us: int, digest: bytes, score: float | bytes | None, stored_digest: bytes | None
+) -> bool:
     if score is None:
         return True
-    epoch = float(epoch_us)
-    return epoch > score or (epoch == score and stored_digest != digest)
+    epoch, last = float(epoch_us), float(score)  # a score as Redis writes it (text) or as a float
+    return epoch > last or (epoch == last and stored_digest != digest)
+
+
+def new_flags(
+    versions: Sequence[Any], scores: Sequence[float | bytes | None], stored: Sequence[bytes | None]
+) -> list[bool]:
+    """Per version (``epoch_us``, ``digest``), whether it may be new against the scores and digests read."""
+    return [
+        may_be_new(v.epoch_us, v.digest, score, digest)
+        for v, score, digest in zip(versions, scores, stored, strict=True)
+    ]

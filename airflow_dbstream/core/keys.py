@@ -80,6 +80,7 @@ LAST_REPLAY = "last_replay"
 LAST_RESET = "last_reset"
 STATUS = "status"
 TRACK_KEYS = "track_keys"
+DIGEST_FORMAT = "digest_format"  # what <tag>:digest holds (core/digest.FORMAT); absent: the old BLAKE2b
 SNAPSHOT_PREFIX = "snapshot_"
 # The first load's progress, kept until its watermark is committed (cycle/snapshot.py).
 SNAPSHOT_STARTED, SNAPSHOT_CURSOR, SNAPSHOT_CURSOR_US, SNAPSHOT_ROWS, SNAPSHOT_TOTAL = (

@@ -114,6 +114,28 @@ class StreamSpec:
         """The same spec with fields Airflow rendered (templates) or a run asked for, checked again."""
         return replace(self, **changes)
 
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """The query's result columns hold the key, epoch and deleted columns, each name once."""
+        needed = [*self.pkey_columns, *([self.epoch_column] if self.epoch_column else [])]
+        if missing := [c for c in needed if c not in columns]:
+            raise DbStreamInputError(
+                f"Stream {self.stream!r}: the query returned no column {', '.join(map(repr, missing))}; "
+                f"it returned {list(columns)}. Select the key and epoch columns, or fix pkey_column / "
+                "epoch_column (names are case-sensitive)."
+            )
+        if len(set(columns)) != len(columns):
+            dupes = sorted({c for c in columns if list(columns).count(c) > 1})
+            raise DbStreamInputError(
+                f"Stream {self.stream!r}: the query returned column(s) {dupes} more than once; alias them "
+                "so each payload field has one name."
+            )
+        if self.deleted_column is not None and self.deleted_column not in columns:
+            raise DbStreamInputError(
+                f"Stream {self.stream!r}: the query returned no column {self.deleted_column!r} "
+                f"(deleted_column); it returned {list(columns)}. Select it, or fix deleted_column "
+                "(names are case-sensitive)."
+            )
+
     @cached_property
     def keys(self) -> StreamKeys:
         return StreamKeys.for_stream(self.stream)

@@ -52,6 +52,11 @@ class BackgroundEmitter:
                 self.lowest_epoch_us = low
             self._precheck = result.duplicates * 2 > len(batch)
 
+    @property
+    def prechecking(self) -> bool:
+        """Whether the next batch will be prechecked (the last one sent was mostly duplicates)."""
+        return self._precheck
+
     def submit(self, batch: Sized) -> None:
         """Queue a batch (waits while ``depth`` batches are queued); raises the emitter's error, if any."""
         self._raise()

@@ -18,14 +18,14 @@ from typing import Any
 
 from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
-from airflow_dbstream.core.encoding import Message, RowEncoder
+from airflow_dbstream.core.encoding import Message, RowEncoder, Version
 from airflow_dbstream.core.epoch import to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
 from airflow_dbstream.hooks.lease import Lease
-from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
+from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 
 
 @dataclass(frozen=True)
@@ -39,26 +39,38 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    messages: list[Message]  # in the order read
-    deleted: list[bool] | None  # per message, whether deleted_column marks its row deleted
+    """A batch read and checked: each row's version (pkey, epoch, typed digest); no JSON written yet."""
+
+    rows: Sequence[Sequence[Any]]  # the good rows (without the dead letters')
+    versions: list[Version]  # in the order read
+    deleted: list[bool] | None  # per row, whether deleted_column marks it deleted
     max_epoch_us: int | None  # None only when every row was bad and had no readable epoch
     last_row: Sequence[Any]
+    encoder: RowEncoder
+    payloads: list[bytes] | None = None  # written already (a window of changed rows), else when sent
     dead_letters: list[DeadLetter] = field(default_factory=list)  # the bad rows (on_bad_row)
 
     def __len__(self) -> int:
-        return len(self.messages) + len(self.dead_letters)
+        return len(self.versions) + len(self.dead_letters)
 
-    @property
-    def live(self) -> list[Message]:
+    def parts(self) -> list[tuple[list[int], str]]:
+        """The rows' positions, live (for emit.lua) and dead (for delete.lua), with the script of each."""
         if self.deleted is None:
-            return self.messages
-        return [m for m, d in zip(self.messages, self.deleted, strict=True) if not d]
+            return [(list(range(len(self.versions))), "emit")]
+        live = [i for i, d in enumerate(self.deleted) if not d]
+        dead = [i for i, d in enumerate(self.deleted) if d]
+        return [(live, "emit"), (dead, "delete")]
 
-    @property
-    def dead(self) -> list[Message]:
-        if self.deleted is None:
-            return []
-        return [m for m, d in zip(self.messages, self.deleted, strict=True) if d]
+    def messages(self, positions: Sequence[int]) -> list[Message]:
+        """The messages of the rows at ``positions``: only now are their payloads written."""
+        versions = [self.versions[i] for i in positions]
+        if self.payloads is not None:
+            payloads = [self.payloads[i] for i in positions]
+        else:
+            rows = [self.rows[i] for i in positions]
+            kinds = getattr(self.versions, "kinds", None)
+            payloads = self.encoder.payloads(rows, versions, kinds) if rows else []
+        return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
 
 
 @dataclass
@@ -69,10 +81,10 @@ class QueryTotals:
     emitted: int = 0
     duplicates: int = 0
     deletes: int = 0
-    dead_lettered: int = 0
     max_epoch_us: int | None = None
     lowest_emitted_us: int | None = None  # the lowest epoch of the live rows emitted
     last_row: Sequence[Any] | None = None
+    dead_lettered: int = 0
 
 
 Send = Callable[..., BatchResult]
@@ -133,7 +145,10 @@ class Pipeline:
                     if not rows:  # an empty result: its columns are checked all the same
                         self.encoder_for(columns)
                         continue
-                    prepared = self.prepare(columns, rows, rows_before + totals.rows_read)
+                    # While the emitter prechecks (the window is mostly known), payloads wait for it;
+                    # else they are written here, beside the emitter's Redis calls, as before.
+                    at = rows_before + totals.rows_read
+                    prepared = self.prepare(columns, rows, at, encode=not background.prechecking)
                     background.submit(prepared)
                     totals.rows_read += len(rows)
                     totals.last_row = prepared.last_row
@@ -156,22 +171,24 @@ class Pipeline:
         return totals
 
     def prepare(
-        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], rows_before: int, *, encode: bool = False
     ) -> PreparedBatch:
-        """The batch's messages, live and dead apart, and its bad rows' dead letters (on_bad_row):
-        all a cycle needs before Redis (see overlap)."""
+        """The batch's versions (and with ``encode`` its payloads), live and dead apart, and its bad
+        rows' dead letters (on_bad_row): all a cycle needs before Redis (see overlap)."""
         encoder = self.encoder_for(columns)
         if self.spec.dead_letters:
-            messages, good, letters = self._split(encoder, rows, rows_before + 1)
+            versions, good, letters = self._split(encoder, rows, rows_before + 1)
         else:
-            messages, good, letters = encoder.encode_batch(rows, rows_before + 1), rows, []
+            versions, good, letters = encoder.versions(rows, rows_before + 1), rows, []
         index = encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in good]
-        top = max((m.epoch_us for m in messages), default=None)
+        top = max((v.epoch_us for v in versions), default=None)
         known = [int(d.epoch_us) for d in letters if d.epoch_us]  # a bad row read is a row read
         if known:
             top = max(known) if top is None else max(top, *known)
-        return PreparedBatch(messages, deleted, top, rows[-1], letters)
+        kinds = getattr(versions, "kinds", None)
+        payloads = encoder.payloads(good, versions, kinds) if encode and good else None
+        return PreparedBatch(good, versions, deleted, top, rows[-1], encoder, payloads, letters)
 
     def encoder_for(self, columns: Sequence[str]) -> RowEncoder:
         """The run's encoder, made from the first query's columns (which it checks)."""
@@ -181,23 +198,23 @@ class Pipeline:
 
     def _split(
         self, encoder: RowEncoder, rows: Sequence[Sequence[Any]], first_row_number: int
-    ) -> tuple[list[Message], list[Sequence[Any]], list[DeadLetter]]:
-        """(messages, the rows they encode, dead letters): a batch the encoder refuses is encoded again
-        row by row (``encode``, the encoder's reference: the same bytes as ``encode_batch``), each
-        refused row (BadRowError, nothing else) becoming a dead letter."""
+    ) -> tuple[list[Version], list[Sequence[Any]], list[DeadLetter]]:
+        """(versions, the rows they are of, dead letters): a batch the encoder refuses is read again
+        row by row, each refused row (BadRowError, nothing else) becoming a dead letter."""
         try:
-            return encoder.encode_batch(rows, first_row_number), rows, []
+            return encoder.versions(rows, first_row_number), rows, []
         except BadRowError:
             pass
-        messages, good, letters = [], [], []
+        versions: list[Version] = []
+        good, letters = [], []
         for n, row in enumerate(rows, first_row_number):
             try:
-                messages.append(encoder.encode(row, n))
+                versions.extend(encoder.versions([row], n))
             except BadRowError as bad:
                 letters.append(self._dead_letter(encoder, row, bad))
             else:
                 good.append(row)
-        return messages, good, letters
+        return versions, good, letters
 
     def _dead_letter(self, encoder: RowEncoder, row: Sequence[Any], bad: BadRowError) -> DeadLetter:
         epoch_us = None
@@ -218,25 +235,27 @@ class Pipeline:
         )
 
     def emit(self, batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
-        """Emit a prepared batch; ``precheck`` skips payloads ``seen`` already holds (hook.emit)."""
+        """Emit a prepared batch; ``precheck`` first drops the rows ``seen`` already holds, by their
+        (pkey, epoch, digest), so an unchanged row is never encoded nor sent (the scripts still judge)."""
         spec, keys, lease = self.spec, self.spec.keys, self.lease
         if lease is not None:
             lease.renew_if_due()  # before the precheck too: a window of duplicates must keep the lease
-        args = dict(lease=lease, track_keys=spec.track_keys, precheck=precheck)
-        result = self.redis.emit(keys, spec.variant, spec.maxlen, batch.live, **args)
-        tombstones = EmitResult(0, 0)
-        if batch.dead:
-            tombstones = self.redis.emit(keys, spec.variant, spec.maxlen, batch.dead, script="delete", **args)
+        emitted = duplicates = deletes = 0
+        lowest = None
+        for positions, script in batch.parts():
+            versions = [batch.versions[i] for i in positions]
+            args = dict(lease=lease, track_keys=spec.track_keys, script=script, precheck=precheck)
+            encode = lambda kept, at=positions: batch.messages([at[k] for k in kept])  # noqa: E731
+            result = self.redis.emit(keys, spec.variant, spec.maxlen, versions, encode=encode, **args)
+            emitted, duplicates = emitted + result.emitted, duplicates + result.duplicates
+            if script == "delete":
+                deletes += result.emitted
+            else:
+                lowest = result.lowest_epoch_us
         dead_lettered = 0
         if batch.dead_letters:  # after the batch's messages: a rerun finds either already sent
             dead_lettered = self.redis.dead_letter(keys, spec.variant, spec.maxlen, batch.dead_letters, lease)
-        return BatchResult(
-            emitted=result.emitted + tombstones.emitted,
-            duplicates=result.duplicates + tombstones.duplicates,
-            deletes=tombstones.emitted,
-            lowest_epoch_us=result.lowest_epoch_us,
-            dead_lettered=dead_lettered,
-        )
+        return BatchResult(emitted, duplicates, deletes, lowest, dead_lettered)
 
     def replayer(self, marker: str, start_us: int, end_us: int) -> Send:
         """A ``send`` that appends every row of [start, end) again, marked ``replay``, without dedup
@@ -244,11 +263,11 @@ class Pipeline:
         spec = self.spec
 
         def replay(batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
-            deleted = batch.deleted or [False] * len(batch.messages)
-            rows = [
-                (m.pkey, m.epoch_us, "delete" if d else "", m.payload)
-                for m, d in zip(batch.messages, deleted, strict=True)
-                if start_us <= m.epoch_us < end_us  # the SQL may not bind window_end
+            deleted = batch.deleted or [False] * len(batch.versions)
+            inside = [i for i, v in enumerate(batch.versions) if start_us <= v.epoch_us < end_us]
+            rows = [  # the SQL may not bind window_end
+                (m.pkey, m.epoch_us, "delete" if deleted[i] else "", m.payload)
+                for i, m in zip(inside, batch.messages(inside), strict=True)
             ]
             letters = [
                 d for d in batch.dead_letters if not d.epoch_us or start_us <= int(d.epoch_us) < end_us

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, compress
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from airflow.providers.redis.hooks.redis import RedisHook
 from redis import Redis, RedisError
 
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.deadletters import DeadLetter
-from airflow_dbstream.core.dedup import may_be_new
+from airflow_dbstream.core.dedup import new_flags
 from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
@@ -105,27 +106,32 @@ class RedisStreamHook(RedisHook):
         keys: StreamKeys,
         variant: str,
         maxlen: int | None,
-        messages: Sequence[Message],
+        messages: Sequence[Any],
         *,
         lease: Lease | None = None,
         track_keys: bool = False,
         script: str = "emit",
         precheck: bool = False,
+        encode: Callable[[list[int]], list[Message]] | None = None,
     ) -> EmitResult:
         """One script call for the whole batch: dedup against ``seen``, then XADD what is new.
 
         ``script="delete"`` sends the batch as soft-delete tombstones (``op=delete``) instead.
         ``precheck`` first drops the rows ``seen`` already holds (one read-only round trip), so a
         window of mostly unchanged rows sends no payloads; the script still checks what is left.
+        With ``encode``, ``messages`` are versions (pkey, epoch, digest) and ``encode(positions)``
+        gives the messages of those left: a row the precheck drops is never encoded.
         """
         if not messages:
             return EmitResult(0, 0)
-        skipped = 0
-        if precheck:
-            fresh = self.unseen(keys, messages)
-            skipped, messages = len(messages) - len(fresh), fresh
-            if not messages:
-                return EmitResult(0, skipped)
+        fresh = self.may_be_new(keys, messages) if precheck else [True] * len(messages)
+        skipped = len(messages) - sum(fresh)
+        if encode is not None:
+            messages = encode(list(compress(range(len(messages)), fresh))) if skipped < len(messages) else []
+        elif skipped:
+            messages = list(compress(messages, fresh))
+        if not messages:
+            return EmitResult(0, skipped)
         args: list[Any] = [variant, maxlen or 0]
         args.extend(chain.from_iterable(messages))  # pkey, epoch, digest, payload per row
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
@@ -134,27 +140,22 @@ class RedisStreamHook(RedisHook):
         return EmitResult(int(emitted), int(duplicates) + skipped, lowest_us)
 
     def unseen(self, keys: StreamKeys, messages: Sequence[Message]) -> Sequence[Message]:
-        """The messages the emit script would append now: only a filter, the script decides atomically.
+        """The messages the emit script would append now: only a filter, the script decides atomically."""
+        return list(compress(messages, self.may_be_new(keys, messages)))
+
+    def may_be_new(self, keys: StreamKeys, versions: Sequence[Any]) -> list[bool]:
+        """Per version (pkey, epoch, digest), whether ``seen`` and ``digest`` leave it possibly new.
 
         A batch that repeats a pkey is kept whole, since the script compares a repeat with the version
         just before it.
         """
-        pkeys = [m.pkey for m in messages]
+        pkeys = [v.pkey for v in versions]
         if len(set(pkeys)) != len(pkeys):
-            return messages
+            return [True] * len(pkeys)
 
-        def read(client: Any) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            pipe.zmscore(keys.seen, pkeys)
-            pipe.hmget(keys.digest, pkeys)
-            return pipe.execute()
-
-        scores, digests = self._call("precheck", keys, read)
-        return [
-            m
-            for m, score, stored in zip(messages, scores, digests, strict=True)
-            if may_be_new(m.epoch_us, m.digest, score, stored)
-        ]
+        packed = msgspec.msgpack.encode(pkeys)  # one argument: packing one per row costs the worker more
+        scores, digests = self.run_script("precheck", keys, [keys.seen, keys.digest], [packed])
+        return new_flags(versions, scores, digests)
 
     def replay(
         self,

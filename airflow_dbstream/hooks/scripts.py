@@ -11,7 +11,9 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-SCRIPT_NAMES = ("emit", "commit", "trim", "delete", "sweep", "lease", "replay", "reset", "deadletter")
+SCRIPT_NAMES = (
+    "emit", "commit", "trim", "delete", "sweep", "lease", "replay", "reset", "deadletter", "precheck",
+)  # fmt: skip
 # Scripts that write what only the lock holder may write: run behind lua/fence.lua during a cycle.
 FENCED_SCRIPTS = ("emit", "delete", "commit", "sweep", "replay", "reset", "deadletter")
 # Scripts that call lua/lib.lua's functions (xadd, is_new, below, forget): it is prepended to them.

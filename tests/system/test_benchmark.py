@@ -59,7 +59,16 @@ def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
         op, bound = target["bound"].split()
         assert target["met"] == COMPARE[op](target["value"], float(bound)), target
     assert set(result["ratios"]) == {"changed_over_seed", "duplicates_over_seed", "changed_over_min_ceiling",
-                                     "duplicates_over_min_ceiling"}  # fmt: skip
+                                     "duplicates_over_min_ceiling", "changed_over_redis_ceiling",
+                                     "first_load_over_min_ceiling"}  # fmt: skip
+    # the targets under stable names, the seed path's 20x no longer among them
+    names = {t["name"] for t in result["targets"]}
+    wanted = ("duplicates_over_min_ceiling", "changed_over_redis_ceiling", "first_load_over_min_ceiling")
+    assert names >= {*wanted, "encoding_module_lines"}
+    assert "changed / seed path" not in targets
+    assert result["ratios"]["changed_over_redis_ceiling"] == pytest.approx(
+        at["changed"]["rows_per_s"] / at["redis_ceiling_changed"]["rows_per_s"], abs=0.001
+    )
     seed = at["seed_path"]["rows_per_s"]
     assert result["ratios"]["changed_over_seed"] == pytest.approx(
         at["changed"]["rows_per_s"] / seed, abs=0.01
@@ -91,3 +100,22 @@ def test_emit_cost_smoke_run_prints_each_part(redis_client):
     for part in ("emit.lua", "digest HSET", "ZADD to seen", "ZMSCORE/HMGET reads", "without the XADD"):
         assert part in done.stdout, part
     assert not redis_client.keys("{emit-cost:*")  # nothing left behind
+
+
+def test_instruction_counts_smoke_run_prints_each_stage(tmp_path):
+    out = tmp_path / "instructions.json"
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "instructions.py"), "--rows", "2000"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    per_row = result["instructions_per_row"]
+    # every stage ran on the rows: fetch and digest cost something per row, far less than a million
+    assert 1_000 < per_row["fetch"] < 1_000_000 and 1_000 < per_row["digest"] < 1_000_000, per_row
+    assert result["unchanged_row"] == per_row["fetch"] + per_row["digest"] + per_row["compare"]
+    assert result["changed_row"] == per_row["fetch"] + per_row["digest"] + per_row["encode"]
+    for stage in ("fetch", "digest", "encode", "compare"):
+        assert stage in done.stdout
+    with psycopg.connect(PG_DSN) as db:
+        left = db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'instr_%'").fetchone()[0]
+        assert left == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from airflow_dbstream.core.encoding import Message
@@ -78,11 +79,14 @@ def test_precheck_sends_no_payload_of_an_unchanged_batch(stream, redis_client, m
     run = hook.run_script
 
     def counting_run(name, keys, script_keys, args, lease=None):
-        calls.append(args)
+        calls.append((name, args))
         return run(name, keys, script_keys, args, lease)
 
     monkeypatch.setattr(hook, "run_script", counting_run)
     assert hook.emit(keys, "v1", None, batch, precheck=True) == EmitResult(0, 50)
-    assert calls == []
+    # only precheck.lua ran, with one argument: the pkeys, no payload
+    assert [(name, len(args)) for name, args in calls] == [("precheck", 1)]
+    assert msgspec.msgpack.decode(calls[0][1][0]) == [m.pkey for m in batch]
+    calls.clear()
     assert hook.emit(keys, "v1", None, changed, precheck=True) == EmitResult(1, 49, changed[49].epoch_us)
-    assert len(calls) == 1 and calls[0][2:] == list(changed[49])
+    assert [name for name, _args in calls] == ["precheck", "emit"] and calls[1][1][2:] == list(changed[49])

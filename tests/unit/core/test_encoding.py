@@ -66,6 +66,41 @@ def test_exact_encodings():
     assert payload["nan"] == "NaN"
 
 
+def test_float_text_is_exact_and_shortest():
+    row = (1, 0.1, 1e16, -2.5e-7, 5e-324, 2**53 + 1.0, AT)
+    columns = ("id", "a", "b", "c", "d", "e", "updated_at")
+    payload = encoder(columns).encode(row, 1).payload
+    assert payload.startswith(b'{"id":1,"a":0.1,"b":1e+16,"c":-2.5e-7,"d":5e-324,"e":9007199254740992.0,')
+    assert json.loads(payload)["c"] == -2.5e-7
+
+
+def test_datetime_offsets_are_exact_even_in_seconds():
+    paris = ZoneInfo("Europe/Paris")
+    row = (1, datetime(1900, 1, 1, 12, tzinfo=paris), datetime(2026, 7, 1, 12, tzinfo=paris))
+    payload = json.loads(encoder(("id", "lmt", "updated_at"), tz=paris).encode_batch([row], 1)[0].payload)
+    assert payload == {
+        "id": 1,
+        "lmt": "1900-01-01T12:00:00+00:09:21",
+        "updated_at": "2026-07-01T12:00:00+02:00",
+    }
+
+
+def test_typed_digest_tells_apart_what_json_would_blur():
+    columns = ("id", "v", "updated_at")
+    one = encoder(columns)
+    values = [1, 1.0, "1", Decimal("1"), True, None, datetime(2026, 1, 1), datetime(2026, 1, 1, tzinfo=UTC),
+              b"1", [1], {"1": 1}, 2**64, str(2**64), uuid.UUID(int=1), str(uuid.UUID(int=1))]  # fmt: skip
+    digests = [one.encode((7, v, AT), 1).digest for v in values]
+    assert len(set(digests)) == len(values)
+    # NULL is not an absent column, and the column names are in the digest
+    assert one.encode((7, None, AT), 1).digest != encoder(("id", "updated_at")).encode((7, AT), 1).digest
+    assert encoder(("id", "w", "updated_at")).encode((7, 1, AT), 1).digest != digests[0]
+    # the same values give the same digest, in a batch or alone, in any process (the format is pinned)
+    rows = [(7, v, AT) for v in values]
+    assert [v.digest for v in one.versions(rows, 1)] == digests
+    assert digests[0].hex() == "0395351d87031474e21bca8da88659fc"
+
+
 def test_iso_duration():
     assert iso_duration(timedelta(seconds=90)) == "PT90S"
     assert iso_duration(timedelta(microseconds=-1)) == "-PT0.000001S"
@@ -117,7 +152,35 @@ def test_encode_batch_names_the_bad_row():
         encoder().encode_batch([(1, "a", AT), (2, object(), AT)], 1)
 
 
-def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
+def reference_payload(columns, row, tz) -> str:
+    """The README's encoding, by the standard library's json: the yardstick of the orjson encoder."""
+    import base64
+    import math
+
+    def exact(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=tz)).isoformat()
+        if isinstance(value, date | time):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return iso_duration(value)
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode()
+        if isinstance(value, Decimal | uuid.UUID):
+            return str(value)
+        if isinstance(value, list | tuple):
+            return [exact(v) for v in value]
+        if isinstance(value, dict):
+            return {k: exact(v) for k, v in value.items()}
+        return value
+
+    record = {c: exact(v) for c, v in zip(columns, row, strict=True)}
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def test_batch_and_row_encodings_agree_on_random_batches():
     import random
 
     rng = random.Random(5)
@@ -143,6 +206,10 @@ def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
         lambda: rng.choice([0.5, 3.0, 1e16, -2.5e-7]),  # few distinct floats: one text each
         lambda: rng.choice([0.0, -0.0, 1.5]),  # equal as keys, not as texts
         lambda: date(2020, 1, rng.randrange(1, 4)),  # few distinct dates
+        lambda: [rng.choice([1.5, float("nan"), None]), datetime(2026, 1, 1, 3)],  # an array: NaN, naive
+        lambda: 2**64 + rng.randrange(10),  # beyond 64 bits
+        lambda: datetime(1900, 1, 1, 12, tzinfo=paris),  # LMT: an offset with seconds
+        lambda: time(1, 2, 3, tzinfo=UTC),  # timetz
     ]
     zones = [paris, UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"), timezone(timedelta(hours=-5, minutes=-30))]
     for _ in range(300):
@@ -167,8 +234,10 @@ def test_column_wise_and_row_wise_encodings_agree_on_random_batches():
             rows = [(*row[:-1], datetime(2026, 1, 1, tzinfo=zone) + (row[-1] - AT)) for row in rows]
         one = encoder(columns, tz=zone)
         expected = [one.encode(row, n) for n, row in enumerate(rows, 1)]
-        assert one._encode_columns(rows, 1) == expected
         assert one.encode_batch(rows, 1) == expected
+        # the payload is what the standard library writes for the values as the README specifies them
+        for message, row in zip(expected, rows, strict=True):
+            assert json.loads(message.payload) == json.loads(reference_payload(columns, row, zone))
 
 
 def test_an_unencodable_key_names_its_column_type_and_what_to_do():

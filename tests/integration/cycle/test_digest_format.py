@@ -1,0 +1,80 @@
+"""A stream whose digests an earlier build wrote (BLAKE2b of the payload) on the real Postgres and Redis:
+its window is sent again at most once, with one WARNING, and `<tag>:state` records the new format."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+
+from airflow_dbstream.core.digest import FORMAT
+from airflow_dbstream.core.keys import DIGEST_FORMAT, StreamKeys
+from tests.integration.conftest import read_stream, run_cycle
+
+pytestmark = pytest.mark.integration
+
+
+def warnings_about_the_format(capfd) -> list[str]:
+    captured = capfd.readouterr()
+    return [line for line in (captured.out + captured.err).splitlines() if "digests were written in" in line]
+
+
+def test_old_format_stream_is_resent_once_with_one_warning_then_never(pg_table, stream, redis_client, capfd):
+    now = pg_table.now()
+    pg_table.insert([(i, f"customer {i}", now - timedelta(seconds=i)) for i in range(1, 31)])
+    keys = StreamKeys.for_stream(stream)
+
+    first = run_cycle(pg_table, stream)
+    assert first["emitted"] == 30
+    assert redis_client.hget(keys.state, DIGEST_FORMAT).decode() == FORMAT
+    assert warnings_about_the_format(capfd) == []  # a new stream has nothing to warn about
+
+    # What an earlier build left: BLAKE2b digests of the payloads, and no format in the state.
+    for message in read_stream(redis_client, stream):
+        old = hashlib.blake2b(message["payload"].encode(), digest_size=16).digest()
+        redis_client.hset(keys.digest, message["pkey"], old)
+    redis_client.hdel(keys.state, DIGEST_FORMAT)
+    assert run_cycle(pg_table, stream)["emitted"] == 30  # the window, once more (the documented cost)
+    (warning,) = warnings_about_the_format(capfd)
+    assert "[warning" in warning and stream in warning and "docs/performance.md" in warning
+    assert redis_client.hget(keys.state, DIGEST_FORMAT).decode() == FORMAT
+
+    again = run_cycle(pg_table, stream)
+    assert (again["emitted"], again["duplicates"]) == (0, 30)
+    assert warnings_about_the_format(capfd) == []
+    assert len(read_stream(redis_client, stream)) == 60
+
+
+def test_a_failed_upgrade_cycle_warns_again_and_resends_only_what_it_had_not(
+    pg_table, stream, redis_client, capfd, monkeypatch
+):
+    from airflow_dbstream.hooks.redis_stream import RedisStreamHook
+
+    now = pg_table.now()
+    pg_table.insert([(i, f"customer {i}", now - timedelta(seconds=i)) for i in range(1, 251)])
+    keys = StreamKeys.for_stream(stream)
+    run_cycle(pg_table, stream)
+    for message in read_stream(redis_client, stream):
+        old = hashlib.blake2b(message["payload"].encode(), digest_size=16).digest()
+        redis_client.hset(keys.digest, message["pkey"], old)
+    redis_client.hdel(keys.state, DIGEST_FORMAT)
+    capfd.readouterr()
+
+    real_commit = RedisStreamHook.commit
+
+    def failing_commit(self, *args, **kwargs):
+        raise RuntimeError("the worker died before its commit")
+
+    monkeypatch.setattr(RedisStreamHook, "commit", failing_commit)
+    with pytest.raises(RuntimeError):
+        run_cycle(pg_table, stream)
+    assert len(warnings_about_the_format(capfd)) == 1
+    assert len(read_stream(redis_client, stream)) == 500  # every row of the window once more
+    monkeypatch.setattr(RedisStreamHook, "commit", real_commit)
+
+    rerun = run_cycle(pg_table, stream)  # the cleared task: the format is still unrecorded, nothing is new
+    assert (rerun["emitted"], rerun["duplicates"]) == (0, 250)
+    assert len(warnings_about_the_format(capfd)) == 1
+    assert redis_client.hget(keys.state, DIGEST_FORMAT).decode() == FORMAT
+    assert len(read_stream(redis_client, stream)) == 500
