@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import set_connection
+from tests.integration.redis_servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,12 +40,6 @@ with DAG(dag_id="producer", schedule=None, start_date=pendulum.datetime(2026, 1,
                              sql={sql!r}, stream="customers", pkey_column="id", epoch_column="updated_at",
                              lookback=timedelta(hours=1), variant="customer.v1", retries=0)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Airflow:
@@ -117,7 +111,7 @@ def airflow(tmp_path, pg_table, target) -> Iterator[Airflow]:
     dags.mkdir()
     (dags / "producer.py").write_text(PRODUCER.format(conn_id=pg_table.conn_id, sql=pg_table.sql))
     shutil.copy(PROJECT_ROOT / "dags/customers_changed.py", dags)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,  # the fixtures' AIRFLOW_CONN_PG_TEST and AIRFLOW_CONN_REDIS_DEFAULT
         "AIRFLOW_HOME": str(tmp_path / "home"),
