@@ -216,7 +216,7 @@ class Bench:
             conn.close()
 
     def encoder(self, columns: list[str]) -> Any:
-        from airflow_dbstream.core.encoding import RowEncoder
+        from airflow_dbstream.core.rows import RowEncoder
         from airflow_dbstream.core.spec import StreamSpec
 
         spec = StreamSpec(stream="bench", sql="", pkey_column="id", epoch_column="updated_at",

@@ -74,8 +74,8 @@ def child(table: str, batch_size: int) -> None:
     import redis
 
     from airflow_dbstream.core.dedup import new_flags
-    from airflow_dbstream.core.encoding import RowEncoder
     from airflow_dbstream.core.keys import StreamKeys
+    from airflow_dbstream.core.rows import RowEncoder
     from airflow_dbstream.core.spec import StreamSpec
     from airflow_dbstream.hooks.scripts import script_source
 

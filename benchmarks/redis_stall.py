@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from airflow_dbstream.core.encoding import Message  # noqa: E402
 from airflow_dbstream.core.keys import StreamKeys  # noqa: E402
+from airflow_dbstream.core.rows import Message  # noqa: E402
 from airflow_dbstream.hooks import lease  # noqa: E402
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook  # noqa: E402
 from airflow_dbstream.hooks.scripts import FENCED_SCRIPTS, SCRIPT_NAMES, fenced_source, script_source  # noqa: E402

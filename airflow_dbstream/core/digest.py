@@ -3,7 +3,8 @@
 xxh3-128 over the row's values packed as MessagePack (msgspec), seeded by the column names and the
 row's value types, so values whose JSON would read alike never collide: 1 / 1.0 / "1" / Decimal("1"),
 a naive and an aware datetime, NULL and an absent column. It is computed from the values as read,
-never from the JSON text, so an unchanged row is recognised without being encoded.
+never from the JSON payload, so an unchanged row is recognised without being encoded; a json/jsonb
+column read as its text (``JsonText``) is digested as that text.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ from typing import Any
 import msgspec
 import xxhash
 
+from airflow_dbstream.core.encoding import TEXTUAL, JsonText
+
 # What `<tag>:digest` holds, recorded in `<tag>:state` (keys.DIGEST_FORMAT) by every committed cycle.
 # Streams committed before this format have no such field: their digests were BLAKE2b of the payload.
-FORMAT = "xxh3-128:msgpack-typed:1"
-_BIG_INT, _TEXT = 1, 2  # MessagePack extension codes of values it has no type for
+# Format 1 digested json/jsonb columns as the driver's parsed objects; 2 as their text.
+FORMAT = "xxh3-128:msgpack-typed:2"
+_BIG_INT, _TEXT, _JSON = 1, 2, 3  # MessagePack extension codes of values it has no type for
 _INT64 = range(-(2**63), 2**64)  # the integers MessagePack holds as such
 
 
 class Digester:
     """Digests the rows of one query result (its column names are part of every digest)."""
 
-    def __init__(self, columns: Sequence[str], textual: tuple[type, ...]) -> None:
+    def __init__(self, columns: Sequence[str]) -> None:
         self._names = list(columns)
-        self._textual = textual  # types that have an exact text form (IP addresses, ...); others raise
         self._seeds: dict[tuple[type, ...], int] = {}
         self._pack = msgspec.msgpack.Encoder(enc_hook=self._hook).encode
 
     def _hook(self, value: Any) -> Any:
-        if isinstance(value, self._textual):
+        if type(value) is JsonText:
+            return msgspec.msgpack.Ext(_JSON, bytes(value))
+        if isinstance(value, TEXTUAL):  # the types MessagePack lacks with an exact text form (IP addresses)
             return msgspec.msgpack.Ext(_TEXT, str(value).encode())
         raise TypeError(f"{type(value).__name__} value has no exact JSON form")
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
-from airflow_dbstream.core.encoding import Message, RowEncoder, Version
 from airflow_dbstream.core.epoch import to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
+from airflow_dbstream.core.rows import Message, RowEncoder, Version
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source

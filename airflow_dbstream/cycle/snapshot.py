@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_dbstream.core import keys as state_fields
-from airflow_dbstream.core.encoding import RowEncoder
 from airflow_dbstream.core.epoch import SNAPSHOT_START_US
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.keyset import (
@@ -33,6 +32,7 @@ from airflow_dbstream.core.keyset import (
     load_cursor,
     unpaged_sql,
 )
+from airflow_dbstream.core.rows import RowEncoder
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.cycle.pipeline import Pipeline, QueryTotals

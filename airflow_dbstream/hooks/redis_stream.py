@@ -14,9 +14,9 @@ from redis import Redis, RedisError
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.deadletters import DeadLetter
 from airflow_dbstream.core.dedup import new_flags
-from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
+from airflow_dbstream.core.rows import Message
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.assets import reconcile_event
-from airflow_dbstream.core.encoding import RowEncoder
 from airflow_dbstream.core.errors import BadRowError, DbStreamInputError
 from airflow_dbstream.core.figures import iso
+from airflow_dbstream.core.rows import RowEncoder
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.runner import CycleRunner
 from airflow_dbstream.hooks.lease import LockBusy

@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.errors import LockLostError
 from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.core.rows import Message
 from airflow_dbstream.hooks import lease as lease_module
 from airflow_dbstream.hooks.redis_stream import RedisStreamHook
 from tests.integration.conftest import read_stream, run_cycle, watermark

@@ -7,8 +7,8 @@ import random
 import msgspec
 import pytest
 
-from airflow_dbstream.core.encoding import Message
 from airflow_dbstream.core.keys import StreamKeys
+from airflow_dbstream.core.rows import Message
 from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
 
 pytestmark = pytest.mark.integration

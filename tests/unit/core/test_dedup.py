@@ -1,7 +1,7 @@
 import random
 
 from airflow_dbstream.core.dedup import may_be_new, new_flags
-from airflow_dbstream.core.encoding import Version
+from airflow_dbstream.core.rows import Version
 
 
 def test_new_flags_apply_the_dedup_rule_to_each_version():

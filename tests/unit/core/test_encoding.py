@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_dbstream.core.encoding import RowEncoder, iso_duration
+from airflow_dbstream.core.encoding import iso_duration
 from airflow_dbstream.core.errors import BadRowError, DbStreamInputError
+from airflow_dbstream.core.rows import RowEncoder
 from airflow_dbstream.core.spec import StreamSpec
 
 

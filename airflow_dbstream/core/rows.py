@@ -1,0 +1,163 @@
+"""A query's rows as row versions and messages: each row's pkey, epoch and typed digest (core/digest.py),
+checked and named when bad, and the payloads (core/encoding.py) of the rows to send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+
+from airflow_dbstream.core.digest import Digester
+from airflow_dbstream.core.encoding import PayloadEncoder, Unencodable
+from airflow_dbstream.core.epoch import UNIX_EPOCH, microseconds_since, to_epoch_us
+from airflow_dbstream.core.errors import BadRowError
+
+if TYPE_CHECKING:
+    from airflow_dbstream.core.spec import StreamSpec
+
+_TZINFO = attrgetter("tzinfo")
+_CAST = "cast it in the SQL (e.g. to text)"
+
+
+class Version(NamedTuple):
+    """What tells a row version apart, known before any JSON is written."""
+
+    pkey: str
+    epoch_us: int
+    digest: bytes
+
+
+class Versions(list):
+    """A batch's versions, with the distinct value types of its rows when known (for ``payloads``)."""
+
+    kinds: set[tuple[type, ...]] | None = None
+
+
+class Message(NamedTuple):
+    """One row version ready for the emit script; its fields are in the script's ARGV order."""
+
+    pkey: str
+    epoch_us: int
+    digest: bytes
+    payload: bytes
+
+
+class RowEncoder:
+    """Reads the rows of one query result; built once per cycle from the cursor's column names."""
+
+    def __init__(self, spec: StreamSpec, columns: Sequence[str]) -> None:
+        spec.check_columns(columns)
+        self.stream, self.tz, self.epoch_unit, self.columns = (
+            spec.stream,
+            spec.tz,
+            spec.epoch_unit,
+            [*columns],
+        )
+        self.deleted_index = None if spec.deleted_column is None else self.columns.index(spec.deleted_column)
+        self.pkey_columns = list(spec.pkey_columns)
+        self.epoch_column = spec.epoch_column or self.pkey_columns[0]  # a key scan reads no epoch
+        self._pkey_index = [self.columns.index(c) for c in self.pkey_columns]
+        self._epoch_index = self.columns.index(self.epoch_column)
+        self._digester = Digester(self.columns)
+        self._json = PayloadEncoder(self.columns, self.tz)
+
+    def versions(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Version]:
+        """Each row's (pkey, epoch, digest), in C-level maps where it can; a bad row raises, named."""
+        try:
+            digests, kinds = self._digester.many(rows)
+            key_kinds = {t[i] for t in kinds for i in self._pkey_index}
+            epochs = list(map(itemgetter(self._epoch_index), rows))
+            if {t[self._epoch_index] for t in kinds} == {datetime} and None not in set(map(_TZINFO, epochs)):
+                epochs_us: Any = microseconds_since(UNIX_EPOCH, epochs)
+            else:
+                epochs_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
+            keys = map(itemgetter(*self._pkey_index), rows)
+            if len(self._pkey_index) > 1 and key_kinds <= {str, int}:  # a JSON array, as ``key`` writes it
+                pkeys: Any = map(bytes.decode, map(orjson.dumps, keys))
+            elif key_kinds == {str} or key_kinds == {int}:
+                pkeys = keys if key_kinds == {str} else map(str, keys)
+            else:
+                raise TypeError("keys of other types are written one row at a time")
+            versions = Versions(map(Version, pkeys, epochs_us, digests))
+            versions.kinds = kinds
+            return versions
+        except Exception:  # the row-wise path names the problem, or gives the same versions
+            return [self.version(row, n) for n, row in enumerate(rows, first_row_number)]
+
+    def version(self, row: Sequence[Any], row_number: int) -> Version:
+        pkey = self.key(row, row_number)
+        if row[self._epoch_index] is None:
+            raise self._row_error(row_number, pkey, self.epoch_column, "is NULL; every row needs its epoch")
+        try:
+            epoch_us = to_epoch_us(row[self._epoch_index], self.tz, self.epoch_unit)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            problem = f"cannot be read as a modification time: {exc}"
+            raise self._row_error(row_number, pkey, self.epoch_column, problem) from None
+        try:
+            return Version(pkey, epoch_us, self._digester.one(row))
+        except (TypeError, ValueError, OverflowError):
+            self._payload(row, row_number, pkey)  # names the column with no exact JSON form
+            raise
+
+    def payloads(
+        self,
+        rows: Sequence[Sequence[Any]],
+        versions: Sequence[Version],
+        kinds: set[tuple[type, ...]] | None = None,
+    ) -> list[bytes]:
+        """The rows' JSON payloads; ``kinds``: the rows' value types, as ``versions`` found them."""
+        try:
+            return self._json.payloads(rows, kinds)
+        except Unencodable:
+            return [self._payload(row, None, v.pkey) for row, v in zip(rows, versions, strict=True)]
+
+    def encode(self, row: Sequence[Any], row_number: int) -> Message:
+        version = self.version(row, row_number)
+        return Message(*version, self._payload(row, row_number, version.pkey))
+
+    def encode_batch(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
+        versions = self.versions(rows, first_row_number)
+        payloads = self.payloads(rows, versions, getattr(versions, "kinds", None))
+        return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
+
+    def _payload(self, row: Sequence[Any], row_number: int | None, pkey: str) -> bytes:
+        try:
+            return self._json.payload(row)
+        except Unencodable as exc:
+            raise self._row_error(row_number, pkey, exc.column or "?", f"{exc}; {_CAST}") from None
+
+    def key(self, row: Sequence[Any], row_number: int) -> str:
+        """The pkey string alone, in the form messages carry (the reconcile's key scan too)."""
+        values = [row[i] for i in self._pkey_index]
+        for column, value in zip(self.pkey_columns, values, strict=True):
+            if value is None:
+                raise self._row_error(row_number, None, column, "is NULL; a primary key cannot be NULL")
+        if len(values) == 1 and type(values[0]) in (str, int):
+            return str(values[0])
+        try:
+            text = self._json.dumps(self._json.exact(values if len(values) > 1 else values[0])).decode()
+        except TypeError:  # orjson's JSONEncodeError, from the encoder's Unencodable
+            for column, value in zip(self.pkey_columns, values, strict=True):
+                try:
+                    self._json.dumps(self._json.exact(value))
+                except TypeError as exc:
+                    problem = f"{exc.__cause__ or exc}, so it cannot be a pkey; {_CAST}"
+                    raise self._row_error(row_number, None, column, problem) from None
+            raise
+        return text[1:-1] if len(values) == 1 and text.startswith('"') else text
+
+    def _row_error(self, row_number: int | None, pkey: str | None, column: str, problem: str) -> BadRowError:
+        where = ("the row" if row_number is None else f"row {row_number}") + (
+            f" (pkey {pkey!r})" if pkey else ""
+        )
+        return BadRowError(
+            f"Stream {self.stream!r}: column {column!r} of {where} {problem}. Nothing more was emitted "
+            "and the watermark did not move; fix the data or the SQL and rerun the task (or set "
+            'on_bad_row="dead_letter" to route such rows to the dead-letter stream).',
+            column=column,
+            problem=problem,
+            pkey=pkey,
+        )
