@@ -24,6 +24,7 @@ from airflow_dbstream.core.epoch import (
     us_to_naive_bound,
     us_to_number,
 )
+from airflow_dbstream.core.encoding import JsonText
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.guard import BLIND, OFF, ON, SINGLE_WRITER, OpenTransactions
 from airflow_dbstream.core.sqltext import without_comments
@@ -172,6 +173,7 @@ class PostgresSource(Source):
 
     def open(self) -> None:
         super().open()
+        json_as_text(self.conn)
         with closing(self.conn.cursor()) as cursor:
             # Naive timestamp columns compare against our bounds in the source's own time zone.
             cursor.execute("SELECT set_config('TimeZone', %s, false)", (str(self.tz),))
@@ -217,6 +219,25 @@ class PostgresSource(Source):
         if hasattr(cursor, "itersize"):  # psycopg2
             cursor.itersize = batch_size
         return cursor
+
+
+def json_as_text(conn: Any) -> None:
+    """json and jsonb values arrive as their text (JsonText), which payloads embed as it is: the driver
+    neither parses them nor do we encode them again (Postgres checked that the text is valid JSON)."""
+    if type(conn).__module__.startswith("psycopg2"):
+        from psycopg2.extras import register_default_json, register_default_jsonb
+
+        for register in (register_default_json, register_default_jsonb):
+            register(conn, loads=lambda text: JsonText(text.encode()))
+        return
+    from psycopg.adapt import Loader
+
+    class TextLoader(Loader):
+        def load(self, data: Any) -> JsonText:
+            return JsonText(data)
+
+    for name in ("json", "jsonb"):
+        conn.adapters.register_loader(name, TextLoader)
 
 
 class SqliteSource(Source):

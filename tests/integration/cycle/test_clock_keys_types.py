@@ -110,15 +110,16 @@ TYPES = {
     "postgres": (
         "id BIGINT, amount NUMERIC(38, 10), nan_amount NUMERIC, raw BYTEA, uid UUID, doc JSON, docb JSONB, "
         "ints INT[], tags TEXT[], f_nan FLOAT8, f_inf FLOAT8, f_ninf FLOAT8, t TIME, ttz TIMETZ, "
-        "iv INTERVAL, absent TEXT, updated_at TIMESTAMPTZ",
+        "iv INTERVAL, absent TEXT, exact JSONB, updated_at TIMESTAMPTZ",
         f"1, '{BIG_DECIMAL}', 'NaN', '\\x00ff10'::bytea, '{UID}', '{{\"b\": 1, \"a\": [1, 2.5, \"x\"]}}', "
         "'{\"b\": 1, \"a\": {\"c\": null}}', '{1,2,3}', '{\"x y\",z}', 'NaN', 'Infinity', '-Infinity', "
-        "'13:45:30.123456', '13:45:30+02', '1 day 02:03:04.5', NULL",
+        f"'13:45:30.123456', '13:45:30+02', '1 day 02:03:04.5', NULL, '{{\"n\": {BIG_DECIMAL}}}'",
         {
             "id": 1, "amount": BIG_DECIMAL, "nan_amount": "NaN", "raw": "AP8Q", "uid": str(UID),
             "doc": {"b": 1, "a": [1, 2.5, "x"]}, "docb": {"a": {"c": None}, "b": 1}, "ints": [1, 2, 3],
             "tags": ["x y", "z"], "f_nan": "NaN", "f_inf": "Infinity", "f_ninf": "-Infinity",
             "t": "13:45:30.123456", "ttz": "13:45:30+02:00", "iv": "P1DT7384.5S", "absent": None,
+            "exact": {"n": float(BIG_DECIMAL)},
         },
     ),
     "mariadb": (
@@ -160,8 +161,34 @@ def test_payload_types_are_exact_and_deterministic(kind, databases, stream, redi
     assert list(payload) == [*expected, "updated_at"]  # column order kept
     assert {k: v for k, v in payload.items() if k != "updated_at"} == expected
     assert f'"amount":"{BIG_DECIMAL}"' in message["payload"]
+    if kind == "postgres":  # json/jsonb embedded as Postgres wrote them: a number keeps all its digits
+        assert f'"exact":{{"n": {BIG_DECIMAL}}}' in message["payload"]
     assert int(message["epoch"]) == datetime_to_us(at, UTC)
 
     db.execute(f"UPDATE {table} SET id = id")  # touched, unchanged, same timestamp
     for batch_size in (1, 1000):  # a fresh connection each cycle: the same digest every time
         assert run_cycle(db, stream, sql=sql, batch_size=batch_size)["emitted"] == 0
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_json_columns_arrive_as_their_text_with_either_driver(driver):
+    """Neither parsed by the driver nor encoded again: the payload embeds Postgres's own text."""
+    import importlib
+
+    from airflow_dbstream.core.encoding import JsonText, PayloadEncoder
+    from airflow_dbstream.cycle.sources import json_as_text
+    from tests.integration.conftest import PG_DSN
+
+    conn = importlib.import_module(driver).connect(PG_DSN)
+    try:
+        json_as_text(conn)
+        cursor = conn.cursor()
+        cursor.execute(
+            """SELECT '{"b": [1, 2.50]}'::json, '{"n": 0.10000000000000000001}'::jsonb, ARRAY['[1]'::jsonb]"""
+        )
+        doc, docb, docs = cursor.fetchone()
+    finally:
+        conn.close()
+    assert (type(doc), type(docb), type(docs[0])) == (JsonText, JsonText, JsonText)
+    payload = PayloadEncoder(["doc", "docb", "docs"], UTC).payload((doc, docb, docs))
+    assert payload == b'{"doc":{"b": [1, 2.50]},"docb":{"n": 0.10000000000000000001},"docs":[[1]]}'

@@ -265,3 +265,17 @@ def test_row_errors_carry_their_column_problem_and_pkey():
     with pytest.raises(DbStreamInputError) as missing:
         RowEncoder(spec(), ["id", "name"])
     assert not isinstance(missing.value, BadRowError)  # a whole-query problem: never dead-lettered
+
+
+def test_json_text_is_embedded_as_it_is_and_digested_as_json():
+    from airflow_dbstream.core.encoding import JsonText
+
+    columns = ("id", "doc", "updated_at")
+    one = encoder(columns)
+    text = JsonText(b'{"a": [1, 2.50]}')
+    message = one.encode((1, text, AT), 1)
+    assert message.payload == b'{"id":1,"doc":{"a": [1, 2.50]},"updated_at":"2026-01-01T12:00:00+00:00"}'
+    assert one.encode_batch([(1, text, AT)], 1) == [message]
+    as_string = one.encode((1, text.decode(), AT), 1)
+    assert as_string.digest != message.digest  # the same text as a string column is another value
+    assert one.encode((1, JsonText(b'{"a": [1, 2.5]}'), AT), 1).digest != message.digest
