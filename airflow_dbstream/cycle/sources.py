@@ -14,6 +14,7 @@ from contextlib import closing, suppress
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from airflow_dbstream.core.encoding import JsonText
 from airflow_dbstream.core.epoch import (
     UTC_NAMES,
     bound_slack_us,
@@ -24,7 +25,6 @@ from airflow_dbstream.core.epoch import (
     us_to_naive_bound,
     us_to_number,
 )
-from airflow_dbstream.core.encoding import JsonText
 from airflow_dbstream.core.errors import DbStreamInputError
 from airflow_dbstream.core.guard import BLIND, OFF, ON, SINGLE_WRITER, OpenTransactions
 from airflow_dbstream.core.sqltext import without_comments
