@@ -1,33 +1,31 @@
-"""The exact JSON payload of a row (orjson), each type as the README's "A message" specifies it.
+"""The exact JSON payload of a row (msgspec), each type as the README's "A message" specifies it.
 
-orjson writes a row's dict at once; what it would write otherwise (NaN and ±Infinity, naive datetimes
-outside UTC, offsets in seconds, times with a zone, sets, integers beyond 64 bits) is converted first,
-and only in the columns of a batch that hold it. A json/jsonb column read as ``JsonText`` (the
-source's own text, never parsed) is embedded as it is.
+msgspec writes a row at once, as a Struct made for the query's columns (no dict per row); what it
+would write otherwise (NaN and ±Infinity, naive datetimes, offsets in seconds, durations, sets) is
+converted first, and only in the columns of a batch that hold it. A json/jsonb column read as
+``JsonText`` (the source's own text, never parsed) is embedded as it is.
 """
 
 from __future__ import annotations
 
-import base64
 import math
-import uuid
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from decimal import Decimal
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from itertools import starmap
 from operator import attrgetter, itemgetter
 from typing import Any
 
-import orjson
+import msgspec
 
 from airflow_dbstream.core.epoch import UTC_NAMES
 
-TEXTUAL = (Decimal, uuid.UUID, IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface,
-           IPv6Interface)  # fmt: skip
-_CONVERTED = {list, tuple, set, frozenset, time}  # item by item (NaN, naive datetimes) or to text
+TEXTUAL = (IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface, IPv6Interface)  # str()
+_CONVERTED = {list, tuple, set, frozenset, timedelta}  # item by item (NaN, naive datetimes), or to text
 _WHOLE_MINUTE_OFFSETS = datetime(1972, 2, 1, tzinfo=UTC)  # tzdata's last offset in seconds: Monrovia, 1972
 _TZINFO = attrgetter("tzinfo")
+Kinds = set[tuple[type, ...]]  # a batch's distinct rows of value types
 
 
 class Unencodable(TypeError):
@@ -54,22 +52,16 @@ def is_utc(tz: tzinfo | None) -> bool:
 
 
 def _whole_minutes(tz: tzinfo) -> bool:
-    """Whether orjson writes every offset of the zone exactly (a zone's history may hold seconds)."""
+    """Whether every offset of the zone is whole minutes (a zone's history may hold seconds)."""
     return is_utc(tz) or (isinstance(tz, timezone) and not tz.utcoffset(None).seconds % 60)
 
 
-def _default(value: Any) -> Any:
-    """orjson's hook: every type it does not know gets one exact, stable text form."""
+def _hook(value: Any) -> Any:
+    """msgspec's hook, for the types it does not know."""
+    if type(value) is JsonText:
+        return msgspec.Raw(value)
     if isinstance(value, TEXTUAL):
         return str(value)
-    if type(value) is JsonText:
-        return orjson.Fragment(bytes(value))
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return iso_duration(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
     raise Unencodable(f"{type(value).__name__} value has no exact JSON form")
 
 
@@ -77,70 +69,77 @@ class PayloadEncoder:
     """Writes the payloads of one query's rows, naive datetimes read in ``tz`` (source_timezone)."""
 
     def __init__(self, columns: Sequence[str], tz: tzinfo) -> None:
-        self.columns, self.tz, self._utc = [*columns], tz, is_utc(tz)
-        option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_NAIVE_UTC if self._utc else 0)
-        self.dumps = partial(orjson.dumps, default=_default, option=option)
+        self.columns, self.tz = [*columns], tz
+        fields = [f"f{i}" for i in range(len(self.columns))]  # any column name, as the encoded name
+        self._row = msgspec.defstruct("Row", fields, rename=dict(zip(fields, self.columns, strict=True)))
+        self.dumps = msgspec.json.Encoder(enc_hook=_hook).encode
 
-    def payloads(
-        self, rows: Sequence[Sequence[Any]], kinds: set[tuple[type, ...]] | None = None
-    ) -> list[bytes]:
+    def payloads(self, rows: Sequence[Sequence[Any]], kinds: Kinds | None = None) -> list[bytes]:
         """The rows' payloads. ``kinds``: the rows' value types where known (a superset will do)."""
         kinds = kinds or set(map(tuple, map(partial(map, type), rows)))
         column_kinds = enumerate(map(set, zip(*kinds, strict=True)))
-        convert = [i for i, k in column_kinds if self._converts(k, rows, i)]
+        convert = [(i, how) for i, k in column_kinds if (how := self._converter(k, rows, i))]
         if convert:
             columns = list(zip(*rows, strict=True))
-            for i in convert:
-                columns[i] = tuple(map(self.exact, columns[i]))
+            for i, how in convert:
+                columns[i] = how(columns[i])
             rows = list(zip(*columns, strict=True))
         try:
-            return [self.dumps(dict(zip(self.columns, row, strict=True))) for row in rows]
-        except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits; or a value to name
+            return list(map(self.dumps, starmap(self._row, rows)))
+        except (TypeError, ValueError):  # a value to name
             return list(map(self.payload, rows))
 
     def payload(self, row: Sequence[Any]) -> bytes:
         """One row's payload, every value converted; a value with no exact JSON form is named."""
-        values = list(map(self.exact, row))
         try:
-            return self.dumps(dict(zip(self.columns, values, strict=True)))
-        except (TypeError, orjson.JSONEncodeError):
-            for column, original, value in zip(self.columns, row, values, strict=True):
+            return self.dumps(self._row(*map(self.exact, row)))
+        except (TypeError, ValueError):
+            for column, value in zip(self.columns, row, strict=True):
                 try:
-                    self.dumps(value)
-                except (TypeError, orjson.JSONEncodeError) as exc:
-                    cause, kind = exc.__cause__, type(original).__name__
-                    error = cause if isinstance(cause, Unencodable) else Unencodable(f"{kind} value: {exc}")
+                    self.dumps(self.exact(value))
+                except (TypeError, ValueError) as exc:
+                    error = exc if isinstance(exc, Unencodable) else Unencodable(str(exc))
                     error.column = column
                     raise error from None
             raise
 
-    def _converts(self, kinds: set[type], rows: Sequence[Sequence[Any]], i: int) -> bool:
-        """Whether orjson would write column ``i`` of the batch other than specified."""
+    def _converter(self, kinds: set[type], rows: Sequence[Sequence[Any]], i: int) -> Callable | None:
+        """How column ``i`` of the batch is converted, if msgspec would write it other than specified."""
         if kinds & _CONVERTED:
-            return True
+            return self._exact
         if float not in kinds and datetime not in kinds:
-            return False
+            return None
         values = list(map(itemgetter(i), rows))
-        if float in kinds and not all(math.isfinite(v) for v in values if type(v) is float):
-            return True
-        stamps = [v for v in values if type(v) is datetime]
+        floats = values if kinds == {float} else [v for v in values if type(v) is float]
+        if float in kinds and not all(map(math.isfinite, floats)):
+            return self._exact
+        stamps = values if kinds == {datetime} else [v for v in values if type(v) is datetime]
         zones = set(map(_TZINFO, stamps))
-        if None in zones and not self._utc:  # naive values get source_timezone's offset
-            return True
-        odd = {z for z in zones if z and not _whole_minutes(z)}
-        return bool(odd) and min(v for v in stamps if v.tzinfo in odd) < _WHOLE_MINUTE_OFFSETS
+        odd = {z for z in zones if z is not None and not _whole_minutes(z)}
+        if odd and min(v for v in stamps if v.tzinfo in odd) < _WHOLE_MINUTE_OFFSETS:
+            return self._exact
+        if None in zones:  # naive values get source_timezone's offset
+            return self._aware if _whole_minutes(self.tz) else self._exact
+        return None
+
+    def _exact(self, values: Sequence[Any]) -> list[Any]:
+        return list(map(self.exact, values))
+
+    def _aware(self, values: Sequence[Any]) -> list[Any]:
+        tz = self.tz
+        return [v.replace(tzinfo=tz) if type(v) is datetime and v.tzinfo is None else v for v in values]
 
     def exact(self, value: Any) -> Any:
-        """A value in a form orjson writes as specified: NaN and ±Infinity as strings, datetimes and times
-        as their ISO text (naive ones in source_timezone), big integers verbatim, containers item by item."""
+        """A value in a form msgspec writes as specified: NaN and ±Infinity as strings, naive datetimes in
+        source_timezone, offsets in seconds and durations as ISO text, sets sorted, containers by item."""
         if isinstance(value, float) and not math.isfinite(value):
             return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-        if isinstance(value, datetime) and not value.tzinfo:
-            value = value.replace(tzinfo=self.tz)
-        if isinstance(value, datetime | time):
-            return value.isoformat()
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
-            return orjson.Fragment(str(value))
+        if isinstance(value, datetime):
+            value = value if value.tzinfo else value.replace(tzinfo=self.tz)
+            offset = value.utcoffset()
+            return value.isoformat() if offset.seconds % 60 or offset.microseconds else value
+        if isinstance(value, timedelta):
+            return iso_duration(value)
         if isinstance(value, set | frozenset):
             value = sorted(value, key=repr)
         if isinstance(value, list | tuple):

@@ -4,11 +4,9 @@ checked and named when bad, and the payloads (core/encoding.py) of the rows to s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, time
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-import orjson
 
 from airflow_dbstream.core.digest import Digester
 from airflow_dbstream.core.encoding import PayloadEncoder, Unencodable
@@ -76,7 +74,7 @@ class RowEncoder:
                 epochs_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
             keys = map(itemgetter(*self._pkey_index), rows)
             if len(self._pkey_index) > 1 and key_kinds <= {str, int}:  # a JSON array, as ``key`` writes it
-                pkeys: Any = map(bytes.decode, map(orjson.dumps, keys))
+                pkeys: Any = map(bytes.decode, map(self._json.dumps, map(list, keys)))
             elif key_kinds == {str} or key_kinds == {int}:
                 pkeys = keys if key_kinds == {str} else map(str, keys)
             else:
@@ -138,16 +136,24 @@ class RowEncoder:
         if len(values) == 1 and type(values[0]) in (str, int):
             return str(values[0])
         try:
-            text = self._json.dumps(self._json.exact(values if len(values) > 1 else values[0])).decode()
-        except TypeError:  # orjson's JSONEncodeError, from the encoder's Unencodable
+            text = self._json.dumps(self._keyed(values if len(values) > 1 else values[0])).decode()
+        except TypeError:  # the encoder's Unencodable
             for column, value in zip(self.pkey_columns, values, strict=True):
                 try:
-                    self._json.dumps(self._json.exact(value))
+                    self._json.dumps(self._keyed(value))
                 except TypeError as exc:
-                    problem = f"{exc.__cause__ or exc}, so it cannot be a pkey; {_CAST}"
+                    problem = f"{exc}, so it cannot be a pkey; {_CAST}"
                     raise self._row_error(row_number, None, column, problem) from None
             raise
         return text[1:-1] if len(values) == 1 and text.startswith('"') else text
+
+    def _keyed(self, value: Any) -> Any:
+        """A key value as pkeys write it: datetimes and times as isoformat (naive in source_timezone)."""
+        if isinstance(value, list):
+            return list(map(self._keyed, value))
+        if isinstance(value, datetime) and not value.tzinfo:
+            value = value.replace(tzinfo=self.tz)
+        return value.isoformat() if isinstance(value, datetime | time) else self._json.exact(value)
 
     def _row_error(self, row_number: int | None, pkey: str | None, column: str, problem: str) -> BadRowError:
         where = ("the row" if row_number is None else f"row {row_number}") + (
