@@ -10,7 +10,7 @@ column read as its text (``JsonText``) is digested as that text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -51,13 +51,13 @@ class Digester:
     def many(self, rows: Sequence[Sequence[Any]]) -> tuple[list[bytes], set[tuple[type, ...]]]:
         """Each row's digest, in C-level maps, and the rows' distinct value types (one tuple per kind of
         row); raises where ``one`` is needed (sets, big integers)."""
-        types = list(map(tuple, map(partial(map, type), rows)))
+        types = list(map(tuple, map(map, repeat(type), rows)))
         kinds = set(types)
         for new in kinds.difference(self._seeds):
             if set in new or frozenset in new:
                 raise TypeError("sets are packed in order, one row at a time")
             self._seed(new)
-        seeds = map(self._seeds.__getitem__, types)
+        seeds = repeat(self._seeds[types[0]]) if len(kinds) == 1 else map(self._seeds.__getitem__, types)
         return list(map(xxhash.xxh3_128_digest, map(self._pack, rows), seeds)), kinds
 
     def one(self, row: Sequence[Any]) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, time
+from functools import partial
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,6 +27,9 @@ class Version(NamedTuple):
     pkey: str
     epoch_us: int
     digest: bytes
+
+
+_new_version = partial(tuple.__new__, Version)  # a Version from a tuple, without NamedTuple's Python __new__
 
 
 class Versions(list):
@@ -79,7 +83,7 @@ class RowEncoder:
                 pkeys = keys if key_kinds == {str} else map(str, keys)
             else:
                 raise TypeError("keys of other types are written one row at a time")
-            versions = Versions(map(Version, pkeys, epochs_us, digests))
+            versions = Versions(map(_new_version, zip(pkeys, epochs_us, digests, strict=True)))
             versions.kinds = kinds
             return versions
         except Exception:  # the row-wise path names the problem, or gives the same versions
