@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from airflow_dbstream.core.rows import Message  # noqa: E402
+from airflow_dbstream.hooks.redis_stream import pack_rows  # noqa: E402
 from airflow_dbstream.hooks.scripts import script_source  # noqa: E402
 
 PAYLOAD = (
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if then:  # measured next to emit.lua, each first in every other round
         texts = {"emit.lua": texts.pop("emit.lua"), then: at_revision(args.against), **texts}
     shas = {name: client.script_load(text) for name, text in texts.items()}
+    packed = {name: "cmsgpack.unpack(ARGV[3])" in text for name, text in texts.items()}
     spent: dict[str, list[float]] = {name: [] for name in shas}
     rows = 1000
     for round_ in range(args.rounds):
@@ -106,11 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             try:
                 for batch in range(args.batches):
                     messages = [
-                        Message(str(batch * rows + i), 1_764_000_000_000_000 + i, uuid.uuid4().bytes, PAYLOAD)
+                        Message(str(batch * rows + i), 1_764_000_000_000_000 + i, uuid.uuid4().hex, PAYLOAD)
                         for i in range(rows)
                     ]
+                    # today's scripts take the batch as one MessagePack argument; earlier ones, per row
+                    rows_args = [pack_rows(messages)] if packed[name] else chain(*messages)
                     before = _evalsha_usec(client)
-                    client.evalsha(sha, 3, tag, f"{tag}:seen", f"{tag}:digest", "v1", 0, *chain(*messages))
+                    client.evalsha(sha, 3, tag, f"{tag}:seen", f"{tag}:digest", "v1", 0, *rows_args)
                     usec += _evalsha_usec(client) - before
             finally:
                 client.unlink(tag, f"{tag}:seen", f"{tag}:digest")

@@ -73,7 +73,7 @@ def measure(redis_conn_id: str, client, members: int, batches: int = 20, batch_s
             # half the batch already in `seen` (duplicates), half new
             messages = [
                 Message(f"k{(b * batch_size + i) * 7 % members}" if i % 2 else f"new{b}-{i}",
-                        now_us + b * batch_size + i, b"e" * 16, payload)
+                        now_us + b * batch_size + i, "e" * 32, payload)
                 for i in range(batch_size)
             ]  # fmt: skip
             hook.emit(keys, "bench.v1", None, messages, lease=held)

@@ -5,15 +5,17 @@
 -- KEYS[1] stream   KEYS[2] seen (zset pkey -> epoch)   KEYS[3] digest (hash pkey -> digest)
 -- KEYS[4] optional: keys (zset of the live keys the stream carries)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
--- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload (the row as read)
+-- ARGV[3] the rows, as emit.lua takes them: pkey, epoch (integer microseconds), digest, payload (the row
+--   as read) per row, in one flat MessagePack array of texts
 -- Returns {emitted, duplicates}.
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant = ARGV[1]
 local maxlen = tonumber(ARGV[2])
+local row = cmsgpack.unpack(ARGV[3])
 local emitted, duplicates = 0, 0
 
-for i = 3, #ARGV, 4 do
-  local pkey, epoch, digest, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 1, #row, 4 do
+  local pkey, epoch, digest, payload = row[i], row[i + 1], row[i + 2], row[i + 3]
   if is_new(epoch, digest, redis.call('ZSCORE', seen, pkey), nil, digests, pkey) then
     xadd(stream, maxlen, 'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete')
     redis.call('ZADD', seen, epoch, pkey)

@@ -4,7 +4,8 @@
 -- KEYS[1] stream   KEYS[2] seen (zset pkey -> epoch)   KEYS[3] digest (hash pkey -> digest)
 -- KEYS[4] optional: keys (zset pkey -> epoch, the live keys the stream carries, for reconcile)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
--- ARGV[3..] per row, four values: pkey, epoch (integer microseconds), digest, payload
+-- ARGV[3] the rows: one flat MessagePack array of four texts per row: pkey, epoch (integer
+--   microseconds), digest, payload (hooks/redis_stream.py's pack_rows)
 -- Returns {emitted, duplicates, the lowest epoch emitted ('' when none)}: a row emitted with an
 -- epoch below the previous watermark was late, by that much (the guard's observed lateness).
 -- Scores are read, and `seen`/`digest` written, for CHUNK rows per call rather than per row; digests
@@ -13,14 +14,15 @@
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant = ARGV[1]
 local maxlen = tonumber(ARGV[2])
-local rows = (#ARGV - 2) / 4
+local row = cmsgpack.unpack(ARGV[3])
+local rows = #row / 4
 local CHUNK = 1000
 local emitted, duplicates = 0, 0
 local lowest, lowest_epoch = nil, ''
 
 local pkeys = {}
 for r = 1, rows do
-  pkeys[r] = ARGV[4 * r - 1]
+  pkeys[r] = row[4 * r - 3]
 end
 local scores, stored = {}, {}
 for first = 1, rows, CHUNK do
@@ -30,7 +32,7 @@ for first = 1, rows, CHUNK do
   for r = first, last do
     local score = s[r - first + 1]
     scores[r] = score
-    if score and tonumber(score) == tonumber(ARGV[4 * r]) then
+    if score and tonumber(score) == tonumber(row[4 * r - 2]) then
       t = t + 1
       tied[t], at[t] = pkeys[r], r
     end
@@ -43,18 +45,18 @@ for first = 1, rows, CHUNK do
   end
 end
 
-local earlier = {}  -- pkey -> ARGV index of its version emitted earlier in this batch
+local earlier = {}  -- pkey -> index in `row` of its version emitted earlier in this batch
 local adds, sets, n = {}, {}, 0  -- ZADD score/member and HSET field/value pairs of what was emitted
 for r = 1, rows do
-  local i = 4 * r - 1
-  local pkey, epoch, digest = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local i = 4 * r - 3
+  local pkey, epoch, digest = row[i], row[i + 1], row[i + 2]
   local last, last_digest = scores[r], stored[r]
   local j = earlier[pkey]
   if j then
-    last, last_digest = ARGV[j + 1], ARGV[j + 2]
+    last, last_digest = row[j + 1], row[j + 2]
   end
   if is_new(epoch, digest, last, last_digest) then
-    xadd(stream, maxlen, 'payload', ARGV[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
+    xadd(stream, maxlen, 'payload', row[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
     earlier[pkey] = i
     n = n + 2
     adds[n - 1], adds[n], sets[n - 1], sets[n] = epoch, pkey, pkey, digest

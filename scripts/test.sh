@@ -11,7 +11,7 @@ scripts/services.sh || exit 1
 # The layering contract of pyproject.toml's [tool.importlinter]: a pure core, and no layer imports upward.
 .venv/bin/lint-imports --no-logo --no-cache || exit 1
 # `-m` before "$@": a marker expression given to test.sh still wins.
-.venv/bin/pytest -m "slow or not slow" "$@"
+.venv/bin/pytest -m "slow or not slow" --durations=12 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
     echo "test.sh: pytest collected no tests; that is a failure" >&2

@@ -11,13 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def may_be_new(
-    epoch_us: int, digest: bytes, score: float | bytes | None, stored_digest: bytes | None
-) -> bool:
+def may_be_new(epoch_us: int, digest: str, score: float | bytes | None, stored_digest: bytes | None) -> bool:
     if score is None:
         return True
     epoch, last = float(epoch_us), float(score)  # a score as Redis writes it (text) or as a float
-    return epoch > last or (epoch == last and stored_digest != digest)
+    return epoch > last or (epoch == last and stored_digest != digest.encode())
 
 
 def new_flags(

@@ -20,8 +20,10 @@ from airflow_dbstream.core.encoding import TEXTUAL, JsonText
 
 # What `<tag>:digest` holds, recorded in `<tag>:state` (keys.DIGEST_FORMAT) by every committed cycle.
 # Streams committed before this format have no such field: their digests were BLAKE2b of the payload.
-# Format 1 digested json/jsonb columns as the driver's parsed objects; 2 as their text.
-FORMAT = "xxh3-128:msgpack-typed:2"
+# Format 1 held 16 raw bytes and digested json/jsonb columns as the driver's parsed objects; 2 holds the
+# same hash as 32 hexadecimal characters (scripts take a batch as one MessagePack argument, and Redis's
+# cmsgpack reads no binary type) and digests json/jsonb columns as their text.
+FORMAT = "xxh3-128-hex:msgpack-typed:2"
 _BIG_INT, _TEXT, _JSON = 1, 2, 3  # MessagePack extension codes of values it has no type for
 _INT64 = range(-(2**63), 2**64)  # the integers MessagePack holds as such
 
@@ -48,7 +50,7 @@ class Digester:
             seed = self._seeds[types] = xxhash.xxh3_64_intdigest(self._pack(described))
         return seed
 
-    def many(self, rows: Sequence[Sequence[Any]]) -> tuple[list[bytes], set[tuple[type, ...]]]:
+    def many(self, rows: Sequence[Sequence[Any]]) -> tuple[list[str], set[tuple[type, ...]]]:
         """Each row's digest, in C-level maps, and the rows' distinct value types (one tuple per kind of
         row); raises where ``one`` is needed (sets, big integers)."""
         types = list(map(tuple, map(map, repeat(type), rows)))
@@ -58,12 +60,12 @@ class Digester:
                 raise TypeError("sets are packed in order, one row at a time")
             self._seed(new)
         seeds = repeat(self._seeds[types[0]]) if len(kinds) == 1 else map(self._seeds.__getitem__, types)
-        return list(map(xxhash.xxh3_128_digest, map(self._pack, rows), seeds)), kinds
+        return list(map(xxhash.xxh3_128_hexdigest, map(self._pack, rows), seeds)), kinds
 
-    def one(self, row: Sequence[Any]) -> bytes:
+    def one(self, row: Sequence[Any]) -> str:
         """One row's digest; raises TypeError for a value with no exact JSON form."""
         values = [_tagged(v) for v in row]
-        return xxhash.xxh3_128_digest(self._pack(values), self._seed(tuple(map(type, row))))
+        return xxhash.xxh3_128_hexdigest(self._pack(values), self._seed(tuple(map(type, row))))
 
 
 def _tagged(value: Any) -> Any:

@@ -26,7 +26,7 @@ class Version(NamedTuple):
 
     pkey: str
     epoch_us: int
-    digest: bytes
+    digest: str  # core/digest.py's hexadecimal text
 
 
 _new_version = partial(tuple.__new__, Version)  # a Version from a tuple, without NamedTuple's Python __new__
@@ -43,7 +43,7 @@ class Message(NamedTuple):
 
     pkey: str
     epoch_us: int
-    digest: bytes
+    digest: str
     payload: bytes
 
 

@@ -1,7 +1,7 @@
 """The one read -> encode -> emit pipeline: a query's rows in batches, encoded, sent to Redis, overlapped.
 
 Every path that sends rows runs on it: a cycle's window, each chunk of the first load, a replay.
-The rows are checked in one place, the encoder (core/encoding.py); a batch's live rows go through
+The rows are checked in one place, the row encoder (core/rows.py); a batch's live rows go through
 emit.lua, the rows ``deleted_column`` marks as tombstones through delete.lua (or, for a replay,
 all of them through replay.lua). With ``on_bad_row="dead_letter"``, a row the encoder refuses (its
 BadRowError) becomes a dead letter (core/deadletters.py) sent through deadletter.lua after the batch's

@@ -5,7 +5,7 @@ A cycle, in the order its data flows:
 1. ``hooks/lease.py`` takes the stream's lock; every write below is fenced by its token.
 2. ``hooks/redis_stream.py`` reads the committed watermark from ``<tag>:state``.
 3. ``core/window.py`` plans the window from it, the lookback and the source's clock (``cycle/sources.py``).
-4. ``cycle/pipeline.py`` reads the SQL with the window bound, encodes each batch (``core/encoding.py``)
+4. ``cycle/pipeline.py`` reads the SQL with the window bound, encodes each batch (``core/rows.py``)
    and sends it through emit.lua (or, for a first load, ``cycle/snapshot.py`` does so chunk by chunk).
 5. ``hooks/redis_stream.py`` commits the next watermark (``core/window.py``) and trims ``seen``.
 """

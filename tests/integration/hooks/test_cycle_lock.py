@@ -148,7 +148,7 @@ def test_fenced_scripts_refuse_a_foreign_token(stream, redis_client, redis_conne
         with pytest.raises(LockLostError):
             hook.commit(keys, 123, 1, {"last_cycle": "{}"}, foreign)
         with pytest.raises(LockLostError):  # the script's own check (the emit does not renew first)
-            hook.emit(keys, "v", None, [Message("1", 5, b"d" * 16, b"{}")], lease=foreign)
+            hook.emit(keys, "v", None, [Message("1", 5, "d" * 32, b"{}")], lease=foreign)
         with pytest.raises(LockLostError):  # and a renewal before a batch fails fast
             foreign.renewed_at = 0.0
             foreign.renew_if_due()

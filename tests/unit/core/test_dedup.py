@@ -8,7 +8,7 @@ def test_new_flags_apply_the_dedup_rule_to_each_version():
     rng = random.Random(3)
     for _ in range(200):
         n = rng.randrange(1, 40)
-        versions = [Version(str(i), rng.choice([10, 11, 12]), rng.choice([b"a", b"b"])) for i in range(n)]
+        versions = [Version(str(i), rng.choice([10, 11, 12]), rng.choice(["a", "b"])) for i in range(n)]
         # as precheck.lua returns them: scores as Redis writes them (text), None where not in seen
         none_rate = rng.choice([0, 0.3])
         scores = [
@@ -20,6 +20,6 @@ def test_new_flags_apply_the_dedup_rule_to_each_version():
         ]
         assert new_flags(versions, scores, stored) == expected
     # an unchanged window: nothing may be new; one digest changed at the same epoch, one epoch newer
-    versions = [Version("1", 10, b"a"), Version("2", 10, b"b"), Version("3", 11, b"c")]
+    versions = [Version("1", 10, "a"), Version("2", 10, "b"), Version("3", 11, "c")]
     assert new_flags(versions, [b"10", b"10", b"10"], [b"a", b"x", b"c"]) == [False, True, True]
     assert new_flags(versions, [b"10", b"11", None], [b"a", b"b", None]) == [False, False, True]
