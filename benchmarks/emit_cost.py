@@ -24,8 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from airflow_dbstream.core.rows import Message  # noqa: E402
-from airflow_dbstream.hooks.redis_stream import pack_rows  # noqa: E402
+from airflow_dbstream.core.rows import Message, pack_rows  # noqa: E402
 from airflow_dbstream.hooks.scripts import script_source  # noqa: E402
 
 PAYLOAD = (

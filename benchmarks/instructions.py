@@ -5,6 +5,8 @@ On the benchmark's rows (benchmarks/bench.py's table: 10 columns, ~150-byte payl
   fetch     psycopg's named cursor, fetchmany per batch, as the Postgres source reads
   digest    the (pkey, epoch, digest) of each row: what an unchanged row costs the worker besides fetch
   encode    the JSON payload of each row: what only rows that may be new cost
+  send      the emit call's worker side, the rows all new: the batch packed (pack_rows), redis-py's
+            EVALSHA of emit.lua, its reply (Redis's own time is another process's)
   compare   the precheck of an unchanged window: precheck.lua's scores and digests, the dedup rule per row
 
 Run: ``.venv/bin/python benchmarks/instructions.py`` (20,000 rows, about a minute); it makes the table,
@@ -36,7 +38,7 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks.bench import CREATE, FILL  # noqa: E402  (the benchmark's own table)
 
 DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-STAGES = ("fetch", "digest", "encode", "compare")
+STAGES = ("fetch", "digest", "encode", "send", "compare")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +77,7 @@ def child(table: str, batch_size: int) -> None:
 
     from airflow_dbstream.core.dedup import new_flags
     from airflow_dbstream.core.keys import StreamKeys
-    from airflow_dbstream.core.rows import RowEncoder
+    from airflow_dbstream.core.rows import Message, RowEncoder, pack_rows
     from airflow_dbstream.core.spec import StreamSpec
     from airflow_dbstream.hooks.scripts import script_source
 
@@ -99,23 +101,27 @@ def child(table: str, batch_size: int) -> None:
                       lookback=timedelta(minutes=15), variant="instr.v1")  # fmt: skip
     encoder = RowEncoder(spec, columns)
     starts = [1 + sum(map(len, batches[:i])) for i in range(len(batches))]
-    if hasattr(encoder, "versions"):
-        versions = measured(lambda: [encoder.versions(b, n) for b, n in zip(batches, starts, strict=True)])
-        measured(lambda: [encoder.payloads(b, v, v.kinds) for b, v in zip(batches, versions, strict=True)])
-    else:  # the payload's digest: one pass makes both (digest holds it all, encode nothing)
-        versions = measured(
-            lambda: [encoder.encode_batch(b, n) for b, n in zip(batches, starts, strict=True)]
-        )
-        measured(lambda: None)
+    versions = measured(lambda: [encoder.versions(b, n) for b, n in zip(batches, starts, strict=True)])
+    payloads = measured(
+        lambda: [encoder.payloads(b, v, v.kinds) for b, v in zip(batches, versions, strict=True)]
+    )
 
-    # compare: the window is unchanged, so `seen` and `digest` hold exactly these versions
+    # send: as RedisStreamHook.emit sends a batch of new rows (the hook imports Airflow: not here)
     keys = StreamKeys.for_stream(f"instr:{uuid.uuid4().hex[:8]}")
     client = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        for batch in versions:
-            client.zadd(keys.seen, {v.pkey: v.epoch_us for v in batch})
-            client.hset(keys.digest, mapping={v.pkey: v.digest for v in batch})
+    emit = client.register_script(script_source("emit"))
+    emit(keys=[keys.stream, keys.seen, keys.digest], args=["instr.v1", 0, pack_rows([("0", 0, "", b"")])])
+    messages = [
+        list(map(Message._make, zip(*v, p, strict=True))) for v, p in zip(versions, payloads, strict=True)
+    ]
 
+    def send() -> int:
+        return sum(emit(keys=[keys.stream, keys.seen, keys.digest], args=["instr.v1", 0, pack_rows(m)])[0]
+                   for m in messages)  # fmt: skip
+
+    try:
+        assert measured(send) == sum(map(len, versions))
+        # compare: the window is unchanged, so `seen` and `digest` hold exactly these versions
         precheck = client.register_script(script_source("precheck"))
 
         def compare() -> int:  # what RedisStreamHook.may_be_new does (the hook imports Airflow: not here)
@@ -128,7 +134,7 @@ def child(table: str, batch_size: int) -> None:
 
         assert measured(compare) == 0
     finally:
-        client.unlink(keys.seen, keys.digest)
+        client.unlink(keys.stream, keys.seen, keys.digest)
     db.close()
 
 
@@ -184,6 +190,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "instructions_per_row": per_row,
         "unchanged_row": per_row["fetch"] + per_row["digest"] + per_row["compare"],
         "changed_row": per_row["fetch"] + per_row["digest"] + per_row["encode"],
+        "changed_row_sent": per_row["fetch"] + per_row["digest"] + per_row["encode"] + per_row["send"],
     }
     print(
         f"instructions per row ({args.rows:,} rows of benchmarks/bench.py's table, "
@@ -193,6 +200,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"  {stage:10} {per_row[stage]:>10,}")
     print(f"  {'unchanged row (fetch + digest + compare)':44} {result['unchanged_row']:>10,}")
     print(f"  {'changed row (fetch + digest + encode)':44} {result['changed_row']:>10,}")
+    print(f"  {'changed row, sent (+ send)':44} {result['changed_row_sent']:>10,}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result

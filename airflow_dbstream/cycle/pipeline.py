@@ -20,7 +20,7 @@ from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
 from airflow_dbstream.core.epoch import to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
-from airflow_dbstream.core.rows import Message, RowEncoder, Version
+from airflow_dbstream.core.rows import Message, RowEncoder, Version, messages_of
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
@@ -61,16 +61,21 @@ class PreparedBatch:
         dead = [i for i, d in enumerate(self.deleted) if d]
         return [(live, "emit"), (dead, "delete")]
 
+    def pick(self, items: Sequence[Any], positions: Sequence[int]) -> Sequence[Any]:
+        """The items at ``positions`` (increasing, as ``parts`` and the precheck give them)."""
+        return items if len(positions) == len(self.versions) else [items[i] for i in positions]
+
     def messages(self, positions: Sequence[int]) -> list[Message]:
         """The messages of the rows at ``positions``: only now are their payloads written."""
-        versions = [self.versions[i] for i in positions]
+        if not positions:
+            return []
+        versions = self.pick(self.versions, positions)
         if self.payloads is not None:
-            payloads = [self.payloads[i] for i in positions]
+            payloads = self.pick(self.payloads, positions)
         else:
-            rows = [self.rows[i] for i in positions]
             kinds = getattr(self.versions, "kinds", None)
-            payloads = self.encoder.payloads(rows, versions, kinds) if rows else []
-        return [Message(*v, p) for v, p in zip(versions, payloads, strict=True)]
+            payloads = self.encoder.payloads(self.pick(self.rows, positions), versions, kinds)
+        return messages_of(versions, payloads)
 
 
 @dataclass
@@ -243,7 +248,7 @@ class Pipeline:
         emitted = duplicates = deletes = 0
         lowest = None
         for positions, script in batch.parts():
-            versions = [batch.versions[i] for i in positions]
+            versions = batch.pick(batch.versions, positions)
             args = dict(lease=lease, track_keys=spec.track_keys, script=script, precheck=precheck)
             encode = lambda kept, at=positions: batch.messages([at[k] for k in kept])  # noqa: E731
             result = self.redis.emit(keys, spec.variant, spec.maxlen, versions, encode=encode, **args)

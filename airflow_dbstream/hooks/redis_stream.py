@@ -16,7 +16,7 @@ from airflow_dbstream.core.deadletters import DeadLetter
 from airflow_dbstream.core.dedup import new_flags
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
-from airflow_dbstream.core.rows import Message
+from airflow_dbstream.core.rows import Message, pack_rows
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client
@@ -26,15 +26,6 @@ if TYPE_CHECKING:
     from airflow_dbstream.hooks.lease import Lease
 
 TRIM_CHUNK = 1000
-
-
-def pack_rows(messages: Sequence[Message]) -> bytes:
-    """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, digest, payload per
-    row, all text (Redis's cmsgpack reads no binary type). Packed in C: redis-py would encode each of
-    four arguments per row in Python, which cost the worker as much as the script costs Redis."""
-    pkeys, epochs, digests, payloads = zip(*messages, strict=True)
-    flat = zip(pkeys, map(str, epochs), digests, map(bytes.decode, payloads), strict=True)
-    return msgspec.msgpack.encode(list(chain.from_iterable(flat)))
 
 
 @dataclass(frozen=True)
@@ -177,7 +168,7 @@ class RedisStreamHook(RedisHook):
         """Append (pkey, epoch, op, payload) rows again, marked ``replay=marker``; no dedup, no state."""
         if not rows:
             return 0
-        args: list[Any] = [variant, maxlen or 0, marker, *chain.from_iterable(rows)]
+        args = [variant, maxlen or 0, marker, pack_rows(rows)]
         return int(self.run_script("replay", keys, [keys.stream], args, lease))
 
     def dead_letter(

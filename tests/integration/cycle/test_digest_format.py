@@ -78,3 +78,22 @@ def test_a_failed_upgrade_cycle_warns_again_and_resends_only_what_it_had_not(
     assert len(warnings_about_the_format(capfd)) == 1
     assert redis_client.hget(keys.state, DIGEST_FORMAT).decode() == FORMAT
     assert len(read_stream(redis_client, stream)) == 500
+
+
+def test_a_format_1_stream_is_resent_once_with_one_warning_naming_it(pg_table, stream, redis_client, capfd):
+    """Format 1 held the same xxh3-128 as 16 raw bytes: no digest of format 2 (hex text) equals one."""
+    now = pg_table.now()
+    pg_table.insert([(i, f"customer {i}", now - timedelta(seconds=i)) for i in range(1, 21)])
+    keys = StreamKeys.for_stream(stream)
+    run_cycle(pg_table, stream)
+    for pkey, digest in redis_client.hgetall(keys.digest).items():
+        redis_client.hset(keys.digest, pkey, bytes.fromhex(digest.decode()))  # as format 1 stored it
+    redis_client.hset(keys.state, DIGEST_FORMAT, "xxh3-128:msgpack-typed:1")
+    capfd.readouterr()
+
+    assert run_cycle(pg_table, stream)["emitted"] == 20
+    (warning,) = warnings_about_the_format(capfd)
+    assert "format 'xxh3-128:msgpack-typed:1'" in warning and FORMAT in warning
+    assert redis_client.hget(keys.state, DIGEST_FORMAT).decode() == FORMAT
+    again = run_cycle(pg_table, stream)
+    assert (again["emitted"], again["duplicates"], warnings_about_the_format(capfd)) == (0, 20, [])
