@@ -77,7 +77,7 @@ def child(table: str, batch_size: int) -> None:
 
     from airflow_dbstream.core.dedup import new_flags
     from airflow_dbstream.core.keys import StreamKeys
-    from airflow_dbstream.core.rows import Message, RowEncoder, pack_rows
+    from airflow_dbstream.core.rows import RowEncoder, pack_rows
     from airflow_dbstream.core.spec import StreamSpec
     from airflow_dbstream.hooks.scripts import script_source
 
@@ -110,14 +110,12 @@ def child(table: str, batch_size: int) -> None:
     keys = StreamKeys.for_stream(f"instr:{uuid.uuid4().hex[:8]}")
     client = redis.Redis(host="127.0.0.1", port=6379)
     emit = client.register_script(script_source("emit"))
-    emit(keys=[keys.stream, keys.seen, keys.digest], args=["instr.v1", 0, pack_rows([("0", 0, "", b"")])])
-    messages = [
-        list(map(Message._make, zip(*v, p, strict=True))) for v, p in zip(versions, payloads, strict=True)
-    ]
+    script_keys = [keys.stream, keys.seen, keys.digest]
+    emit(keys=script_keys, args=["instr.v1", 0, pack_rows(["0"], [0], [""], [b"{}"])])  # loaded, warm
+    sent = [(*zip(*v, strict=True), p) for v, p in zip(versions, payloads, strict=True)]
 
     def send() -> int:
-        return sum(emit(keys=[keys.stream, keys.seen, keys.digest], args=["instr.v1", 0, pack_rows(m)])[0]
-                   for m in messages)  # fmt: skip
+        return sum(emit(keys=script_keys, args=["instr.v1", 0, pack_rows(*c)])[0] for c in sent)
 
     try:
         assert measured(send) == sum(map(len, versions))

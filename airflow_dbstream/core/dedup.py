@@ -21,8 +21,11 @@ def may_be_new(epoch_us: int, digest: str, score: float | bytes | None, stored_d
 def new_flags(
     versions: Sequence[Any], scores: Sequence[float | bytes | None], stored: Sequence[bytes | None]
 ) -> list[bool]:
-    """Per version (``epoch_us``, ``digest``), whether it may be new against the scores and digests read."""
+    """Per version (``epoch_us``, ``digest``), whether it may be new against the scores and digests read:
+    ``may_be_new`` inlined, since it runs for every row of every re-read window."""
     return [
-        may_be_new(v.epoch_us, v.digest, score, digest)
+        score is None
+        or (epoch := float(v.epoch_us)) > (last := float(score))
+        or (epoch == last and digest != v.digest.encode())
         for v, score, digest in zip(versions, scores, stored, strict=True)
     ]

@@ -47,6 +47,7 @@ class Message(NamedTuple):
     payload: bytes
 
 
+Columns = tuple[Sequence[str], Sequence[int], Sequence[str], Sequence[bytes]]  # a batch, column-wise
 _new_version = partial(tuple.__new__, Version)  # from a tuple, in C (NamedTuple's own __new__ is Python)
 _new_message = partial(tuple.__new__, Message)
 
@@ -56,13 +57,17 @@ def messages_of(versions: Sequence[Version], payloads: Sequence[bytes]) -> list[
     return list(map(_new_message, zip(*zip(*versions, strict=True), payloads, strict=True)))
 
 
-def pack_rows(rows: Sequence[tuple[str, int, str, bytes]]) -> bytes:
+def pack_rows(
+    pkeys: Sequence[str], epochs: Sequence[int], thirds: Sequence[str], payloads: Sequence[bytes]
+) -> bytes:
     """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, digest (a replay:
-    op), payload per row, all text (Redis's cmsgpack reads no binary type). Packed in C: redis-py would
-    encode each of four arguments per row in Python, which cost the worker as much as the script costs
-    Redis."""
-    pkeys, epochs, thirds, payloads = zip(*rows, strict=True)
-    flat = zip(pkeys, map(str, epochs), thirds, map(bytes.decode, payloads), strict=True)
+    op), payload per row, all text, for Redis's cmsgpack reads no binary type. redis-py would encode
+    four arguments per row in Python (as much worker time as the script's Redis time); here the epochs'
+    texts come from one msgspec call and the payloads from one decode (no payload holds a NUL byte:
+    JSON escapes it, and Postgres's json text cannot hold one)."""
+    epoch_texts = msgspec.json.encode(epochs)[1:-1].decode().split(",")
+    payload_texts = b"\0".join(payloads).decode().split("\0")
+    flat = zip(pkeys, epoch_texts, thirds, payload_texts, strict=True)
     return msgspec.msgpack.encode(list(chain.from_iterable(flat)))
 
 

@@ -14,13 +14,14 @@ import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
 from airflow_dbstream.core.epoch import to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
-from airflow_dbstream.core.rows import Message, RowEncoder, Version, messages_of
+from airflow_dbstream.core.rows import Columns, RowEncoder, Version
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
@@ -65,17 +66,17 @@ class PreparedBatch:
         """The items at ``positions`` (increasing, as ``parts`` and the precheck give them)."""
         return items if len(positions) == len(self.versions) else [items[i] for i in positions]
 
-    def messages(self, positions: Sequence[int]) -> list[Message]:
-        """The messages of the rows at ``positions``: only now are their payloads written."""
-        if not positions:
-            return []
+    def columns(self, positions: Sequence[int]) -> Columns:
+        """The pkeys, epochs, digests and payloads of the rows at ``positions`` (not empty), as the emit
+        script takes them: only now are their payloads written."""
         versions = self.pick(self.versions, positions)
         if self.payloads is not None:
             payloads = self.pick(self.payloads, positions)
         else:
             kinds = getattr(self.versions, "kinds", None)
             payloads = self.encoder.payloads(self.pick(self.rows, positions), versions, kinds)
-        return messages_of(versions, payloads)
+        pkeys, epochs, digests = zip(*versions, strict=True)
+        return pkeys, epochs, digests, payloads
 
 
 @dataclass
@@ -187,7 +188,7 @@ class Pipeline:
             versions, good, letters = encoder.versions(rows, rows_before + 1), rows, []
         index = encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in good]
-        top = max((v.epoch_us for v in versions), default=None)
+        top = max(map(itemgetter(1), versions), default=None)  # each version's epoch_us
         known = [int(d.epoch_us) for d in letters if d.epoch_us]  # a bad row read is a row read
         if known:
             top = max(known) if top is None else max(top, *known)
@@ -250,7 +251,7 @@ class Pipeline:
         for positions, script in batch.parts():
             versions = batch.pick(batch.versions, positions)
             args = dict(lease=lease, track_keys=spec.track_keys, script=script, precheck=precheck)
-            encode = lambda kept, at=positions: batch.messages([at[k] for k in kept])  # noqa: E731
+            encode = lambda kept, at=positions: batch.columns(batch.pick(at, kept))  # noqa: E731
             result = self.redis.emit(keys, spec.variant, spec.maxlen, versions, encode=encode, **args)
             emitted, duplicates = emitted + result.emitted, duplicates + result.duplicates
             if script == "delete":
@@ -270,10 +271,11 @@ class Pipeline:
         def replay(batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
             deleted = batch.deleted or [False] * len(batch.versions)
             inside = [i for i, v in enumerate(batch.versions) if start_us <= v.epoch_us < end_us]
-            rows = [  # the SQL may not bind window_end
-                (m.pkey, m.epoch_us, "delete" if deleted[i] else "", m.payload)
-                for i, m in zip(inside, batch.messages(inside), strict=True)
-            ]
+            rows = []  # the SQL may not bind window_end
+            if inside:
+                pkeys, epochs, _digests, payloads = batch.columns(inside)
+                ops = ["delete" if deleted[i] else "" for i in inside]
+                rows = list(zip(pkeys, epochs, ops, payloads, strict=True))
             letters = [
                 d for d in batch.dead_letters if not d.epoch_us or start_us <= int(d.epoch_us) < end_us
             ]

@@ -16,7 +16,7 @@ from airflow_dbstream.core.deadletters import DeadLetter
 from airflow_dbstream.core.dedup import new_flags
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
-from airflow_dbstream.core.rows import Message, pack_rows
+from airflow_dbstream.core.rows import Columns, Message, pack_rows
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client
@@ -112,7 +112,7 @@ class RedisStreamHook(RedisHook):
         track_keys: bool = False,
         script: str = "emit",
         precheck: bool = False,
-        encode: Callable[[list[int]], list[Message]] | None = None,
+        encode: Callable[[Sequence[int]], Columns] | None = None,
     ) -> EmitResult:
         """One script call for the whole batch: dedup against ``seen``, then XADD what is new.
 
@@ -120,19 +120,22 @@ class RedisStreamHook(RedisHook):
         ``precheck`` first drops the rows ``seen`` already holds (one read-only round trip), so a
         window of mostly unchanged rows sends no payloads; the script still checks what is left.
         With ``encode``, ``messages`` are versions (pkey, epoch, digest) and ``encode(positions)``
-        gives the messages of those left: a row the precheck drops is never encoded.
+        gives the four columns (pkeys, epochs, digests, payloads) of those left: a row the precheck
+        drops is never encoded.
         """
         if not messages:
             return EmitResult(0, 0)
-        fresh = self.may_be_new(keys, messages) if precheck else [True] * len(messages)
-        skipped = len(messages) - sum(fresh)
-        if encode is not None:
-            messages = encode(list(compress(range(len(messages)), fresh))) if skipped < len(messages) else []
-        elif skipped:
-            messages = list(compress(messages, fresh))
-        if not messages:
+        fresh = self.may_be_new(keys, messages) if precheck else None
+        skipped = 0 if fresh is None else len(messages) - sum(fresh)
+        if skipped == len(messages):
             return EmitResult(0, skipped)
-        args = [variant, maxlen or 0, pack_rows(messages)]
+        if encode is not None:
+            columns = encode(
+                range(len(messages)) if not skipped else list(compress(range(len(messages)), fresh))
+            )
+        else:
+            columns = tuple(zip(*(compress(messages, fresh) if skipped else messages), strict=True))
+        args = [variant, maxlen or 0, pack_rows(*columns)]
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
         emitted, duplicates, *lowest = self.run_script(script, keys, script_keys, args, lease)
         lowest_us = int(lowest[0]) if lowest and lowest[0] else None
@@ -168,7 +171,7 @@ class RedisStreamHook(RedisHook):
         """Append (pkey, epoch, op, payload) rows again, marked ``replay=marker``; no dedup, no state."""
         if not rows:
             return 0
-        args = [variant, maxlen or 0, marker, pack_rows(rows)]
+        args = [variant, maxlen or 0, marker, pack_rows(*zip(*rows, strict=True))]
         return int(self.run_script("replay", keys, [keys.stream], args, lease))
 
     def dead_letter(
