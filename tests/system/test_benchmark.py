@@ -114,8 +114,18 @@ def test_instruction_counts_smoke_run_prints_each_stage(tmp_path):
     assert 1_000 < per_row["fetch"] < 1_000_000 and 1_000 < per_row["digest"] < 1_000_000, per_row
     assert result["unchanged_row"] == per_row["fetch"] + per_row["digest"] + per_row["compare"]
     assert result["changed_row"] == per_row["fetch"] + per_row["digest"] + per_row["encode"]
-    for stage in ("fetch", "digest", "encode", "compare"):
+    assert result["changed_row_sent"] == result["changed_row"] + per_row["send"] and per_row["send"] > 0
+    for stage in ("fetch", "digest", "encode", "send", "compare"):
         assert stage in done.stdout
     with psycopg.connect(PG_DSN) as db:
         left = db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'instr_%'").fetchone()[0]
         assert left == 0
+
+
+def test_cycle_instructions_harness_runs_its_cycles_without_valgrind():
+    """The whole-cycle count needs five minutes of valgrind; CI runs its cycles, checked, without it."""
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "cycle_instructions.py"), "--rows", "500"]
+    done = subprocess.run([*command, "--no-valgrind"], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "cycles ran" in done.stdout
