@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -31,8 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.bench import CREATE, FILL  # noqa: E402
-from benchmarks.instructions import DSN, counts, measured  # noqa: E402
+from benchmarks.instructions import DSN, bench_table, callgrind, measured  # noqa: E402
 
 CYCLES = ("changed", "unchanged", "first load")
 
@@ -97,32 +94,14 @@ def run(argv: list[str] | None = None) -> dict[str, object]:
     if args.child:
         child(args.child, args.pause_gc, args.root.resolve())
         return {}
-    import psycopg
-
-    table = f"cycle_instr_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(DSN, autocommit=True) as db:
-        db.execute(CREATE.format(t=table))
-        db.execute(FILL.format(t=table), {"n": args.rows, "span": 3600})
-        db.execute(f"CREATE INDEX ON {table} (updated_at)")
-        db.execute(f"VACUUM ANALYZE {table}")
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                valgrind = ["valgrind", "--tool=callgrind", "--dump-after=ffi_call"]
-                command = [
-                    *([] if args.no_valgrind else [*valgrind, f"--callgrind-out-file={tmp}/cg.out"]),
-                    sys.executable, __file__, "--child", table, "--root", str(args.root),
-                    *(["--pause-gc"] if args.pause_gc else []),
-                ]  # fmt: skip
-                env = os.environ | {"PYTHONHASHSEED": "0"}
-                done = subprocess.run(command, capture_output=True, text=True, env=env)
-                if done.returncode != 0:
-                    raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
-                if args.no_valgrind:
-                    print("cycles ran (no counts without valgrind)")
-                    return {}
-                _marker, idle, *cycles = counts(Path(tmp))[-5:]
-        finally:
-            db.execute(f"DROP TABLE IF EXISTS {table}")
+    with bench_table(args.rows, "cycle_instr") as table:
+        command = [sys.executable, __file__, "--child", table, "--root", str(args.root)]
+        command += ["--pause-gc"] if args.pause_gc else []
+        found = callgrind(["--dump-after=ffi_call"], command, valgrind=not args.no_valgrind)
+    if args.no_valgrind:
+        print("cycles ran (no counts without valgrind)")
+        return {}
+    _marker, idle, *cycles = found[-5:]
     per_row = {name: round((count - idle) / args.rows) for name, count in zip(CYCLES, cycles, strict=True)}
     result = {
         "rows": args.rows,

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,33 +150,47 @@ def counts(folder: Path) -> list[int]:
     return totals
 
 
+@contextmanager
+def bench_table(rows: int, prefix: str) -> Iterator[str]:
+    """bench.py's table of ``rows`` rows (an index on its epoch column) in this machine's Postgres."""
+    import psycopg
+
+    table = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(DSN, autocommit=True) as db:
+        db.execute(CREATE.format(t=table))
+        db.execute(FILL.format(t=table), {"n": rows, "span": 3600})
+        db.execute(f"CREATE INDEX ON {table} (updated_at)")
+        db.execute(f"VACUUM ANALYZE {table}")
+        try:
+            yield table
+        finally:
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def callgrind(options: list[str], command: list[str], *, valgrind: bool = True) -> list[int]:
+    """Run ``command`` under callgrind with these options: the instruction totals of its dumps."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tool = ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={tmp}/cg.out"]
+        done = subprocess.run(
+            [*(tool if valgrind else []), *command],
+            capture_output=True,
+            text=True,
+            env=os.environ | {"PYTHONHASHSEED": "0"},
+        )
+        if done.returncode != 0:
+            raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
+        return counts(Path(tmp))
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.child:
         child(args.child, args.batch_size)
         return {}
-    import psycopg
-
-    table = f"instr_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(DSN, autocommit=True) as db:
-        db.execute(CREATE.format(t=table))
-        db.execute(FILL.format(t=table), {"n": args.rows, "span": 3600})
-        db.execute(f"VACUUM ANALYZE {table}")
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                command = [
-                    "valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=ffi_call",
-                    "--dump-after=ffi_call", f"--callgrind-out-file={tmp}/cg.out",
-                    sys.executable, __file__, "--child", table, "--batch-size", str(args.batch_size),
-                ]  # fmt: skip
-                done = subprocess.run(
-                    command, capture_output=True, text=True, env=os.environ | {"PYTHONHASHSEED": "0"}
-                )
-                if done.returncode != 0:
-                    raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
-                marker, *totals = counts(Path(tmp))
-        finally:
-            db.execute(f"DROP TABLE IF EXISTS {table}")
+    with bench_table(args.rows, "instr") as table:
+        options = ["--collect-atstart=no", "--toggle-collect=ffi_call", "--dump-after=ffi_call"]
+        command = [sys.executable, __file__, "--child", table, "--batch-size", str(args.batch_size)]
+        marker, *totals = callgrind(options, command)
     if len(totals) != len(STAGES):
         raise SystemExit(f"expected {len(STAGES)} counts after the marker's, got {totals}")
     per_row = {
