@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         for i in range(rows)
                     ]
                     # today's scripts take the batch as one MessagePack argument; earlier ones, per row
-                    rows_args = [pack_rows(*zip(*messages, strict=True))] if packed[name] else chain(*messages)
+                    rows_args = (
+                        [pack_rows(*zip(*messages, strict=True))] if packed[name] else chain(*messages)
+                    )
                     before = _evalsha_usec(client)
                     client.evalsha(sha, 3, tag, f"{tag}:seen", f"{tag}:digest", "v1", 0, *rows_args)
                     usec += _evalsha_usec(client) - before
