@@ -39,7 +39,7 @@ class Versions(list):
 
 
 class Message(NamedTuple):
-    """One row version ready for the emit script; its fields are in the script's ARGV order."""
+    """One row version ready for the emit script; its fields in the order pack_rows writes them."""
 
     pkey: str
     epoch_us: int
