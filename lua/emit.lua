@@ -5,7 +5,7 @@
 -- KEYS[4] optional: keys (zset pkey -> epoch, the live keys the stream carries, for reconcile)
 -- ARGV[1] variant  ARGV[2] maxlen (0: uncapped)
 -- ARGV[3] the rows: one flat MessagePack array of four texts per row: pkey, epoch (integer
---   microseconds), digest, payload (hooks/redis_stream.py's pack_rows)
+--   microseconds), digest, payload (core/rows.py's pack_rows)
 -- Returns {emitted, duplicates, the lowest epoch emitted ('' when none)}: a row emitted with an
 -- epoch below the previous watermark was late, by that much (the guard's observed lateness).
 -- Scores are read, and `seen`/`digest` written, for CHUNK rows per call rather than per row; digests

@@ -11,18 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def may_be_new(epoch_us: int, digest: str, score: float | bytes | None, stored_digest: bytes | None) -> bool:
-    if score is None:
-        return True
-    epoch, last = float(epoch_us), float(score)  # a score as Redis writes it (text) or as a float
-    return epoch > last or (epoch == last and stored_digest != digest.encode())
-
-
 def new_flags(
     versions: Sequence[Any], scores: Sequence[float | bytes | None], stored: Sequence[bytes | None]
 ) -> list[bool]:
-    """Per version (``epoch_us``, ``digest``), whether it may be new against the scores and digests read:
-    ``may_be_new`` inlined, since it runs for every row of every re-read window."""
+    """Per version (``epoch_us``, ``digest``), whether it may be new against the scores and digests read
+    (a score as Redis writes it, text, or a float): one expression, as it runs for every re-read row."""
     return [
         score is None
         or (epoch := float(v.epoch_us)) > (last := float(score))

@@ -1,7 +1,15 @@
 import random
 
-from airflow_dbstream.core.dedup import may_be_new, new_flags
+from airflow_dbstream.core.dedup import new_flags
 from airflow_dbstream.core.rows import Version
+
+
+def may_be_new(epoch_us: int, digest: str, score: bytes | None, stored_digest: bytes | None) -> bool:
+    """The rule of DESIGN.md for one row, written plainly: the yardstick of new_flags."""
+    if score is None:
+        return True
+    epoch, last = float(epoch_us), float(score)
+    return epoch > last or (epoch == last and stored_digest != digest.encode())
 
 
 def test_new_flags_apply_the_dedup_rule_to_each_version():
