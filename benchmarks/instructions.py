@@ -103,7 +103,7 @@ def child(table: str, batch_size: int) -> None:
     starts = [1 + sum(map(len, batches[:i])) for i in range(len(batches))]
     versions = measured(lambda: [encoder.versions(b, n) for b, n in zip(batches, starts, strict=True)])
     payloads = measured(
-        lambda: [encoder.payloads(b, v, v.kinds) for b, v in zip(batches, versions, strict=True)]
+        lambda: [encoder.payloads(b, v, v.types) for b, v in zip(batches, versions, strict=True)]
     )
 
     # send: as RedisStreamHook.emit sends a batch of new rows (the hook imports Airflow: not here)

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import xxhash
 
-from airflow_dbstream.core.encoding import TEXTUAL, JsonText
+from airflow_dbstream.core.encoding import TEXTUAL, ColumnTypes, JsonText
 
 # What `<tag>:digest` holds, recorded in `<tag>:state` (keys.DIGEST_FORMAT) by every committed cycle.
 # Streams committed before this format have no such field: their digests were BLAKE2b of the payload.
@@ -50,17 +50,26 @@ class Digester:
             seed = self._seeds[types] = xxhash.xxh3_64_intdigest(self._pack(described))
         return seed
 
-    def many(self, rows: Sequence[Sequence[Any]]) -> tuple[list[str], set[tuple[type, ...]]]:
-        """Each row's digest, in C-level maps, and the rows' distinct value types (one tuple per kind of
-        row); raises where ``one`` is needed (sets, big integers)."""
-        types = list(map(tuple, map(map, repeat(type), rows)))
-        kinds = set(types)
-        for new in kinds.difference(self._seeds):
-            if set in new or frozenset in new:
-                raise TypeError("sets are packed in order, one row at a time")
-            self._seed(new)
-        seeds = repeat(self._seeds[types[0]]) if len(kinds) == 1 else map(self._seeds.__getitem__, types)
-        return list(map(xxhash.xxh3_128_hexdigest, map(self._pack, rows), seeds)), kinds
+    def many(
+        self, rows: Sequence[Sequence[Any]], columns: Sequence[Sequence[Any]], types: ColumnTypes
+    ) -> list[str]:
+        """Each row's digest, in C-level maps; ``columns`` are the rows' columns and ``types`` their value
+        types (``column_types``). Raises where ``one`` is needed (sets, big integers)."""
+        if any(set in t or frozenset in t for t in types):
+            raise TypeError("sets are packed in order, one row at a time")
+        kind = [next(iter(t)) if len(t) == 1 else None for t in types]
+        mixed = [i for i, t in enumerate(types) if len(t) > 1]  # e.g. a NULLable column's None and int
+        if not mixed:
+            seeds: Any = repeat(self._seed(tuple(kind)))
+        else:  # one type tuple per row, of the mixed columns only
+            partial = list(zip(*(map(type, columns[i]) for i in mixed), strict=True))
+            by_partial = {}
+            for types_of_mixed in set(partial):
+                for i, t in zip(mixed, types_of_mixed, strict=True):
+                    kind[i] = t
+                by_partial[types_of_mixed] = self._seed(tuple(kind))
+            seeds = map(by_partial.__getitem__, partial)
+        return list(map(xxhash.xxh3_128_hexdigest, map(self._pack, rows), seeds))
 
     def one(self, row: Sequence[Any]) -> str:
         """One row's digest; raises TypeError for a value with no exact JSON form."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from itertools import starmap
 from operator import attrgetter, itemgetter
@@ -25,7 +24,7 @@ TEXTUAL = (IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface, IP
 _CONVERTED = {list, tuple, set, frozenset, timedelta}  # item by item (NaN, naive datetimes), or to text
 _WHOLE_MINUTE_OFFSETS = datetime(1972, 2, 1, tzinfo=UTC)  # tzdata's last offset in seconds: Monrovia, 1972
 _TZINFO = attrgetter("tzinfo")
-Kinds = set[tuple[type, ...]]  # a batch's distinct rows of value types
+ColumnTypes = Sequence[set[type]]  # per column of a batch, the distinct types of its values
 
 
 class Unencodable(TypeError):
@@ -65,6 +64,11 @@ def _hook(value: Any) -> Any:
     raise Unencodable(f"{type(value).__name__} value has no exact JSON form")
 
 
+def column_types(columns: Sequence[Sequence[Any]]) -> list[set[type]]:
+    """The ``ColumnTypes`` of a batch's columns (``zip(*rows)``)."""
+    return [set(map(type, column)) for column in columns]
+
+
 class PayloadEncoder:
     """Writes the payloads of one query's rows, naive datetimes read in ``tz`` (source_timezone)."""
 
@@ -74,11 +78,10 @@ class PayloadEncoder:
         self._row = msgspec.defstruct("Row", fields, rename=dict(zip(fields, self.columns, strict=True)))
         self.dumps = msgspec.json.Encoder(enc_hook=_hook).encode
 
-    def payloads(self, rows: Sequence[Sequence[Any]], kinds: Kinds | None = None) -> list[bytes]:
-        """The rows' payloads. ``kinds``: the rows' value types where known (a superset will do)."""
-        kinds = kinds or set(map(tuple, map(partial(map, type), rows)))
-        column_kinds = enumerate(map(set, zip(*kinds, strict=True)))
-        convert = [(i, how) for i, k in column_kinds if (how := self._converter(k, rows, i))]
+    def payloads(self, rows: Sequence[Sequence[Any]], types: ColumnTypes | None = None) -> list[bytes]:
+        """The rows' payloads. ``types``: their columns' value types where known (a superset will do)."""
+        types = types or column_types(zip(*rows, strict=True))
+        convert = [(i, how) for i, t in enumerate(types) if (how := self._converter(t, rows, i))]
         if convert:
             columns = list(zip(*rows, strict=True))
             for i, how in convert:

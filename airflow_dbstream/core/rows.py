@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from functools import partial
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
 from airflow_dbstream.core.digest import Digester
-from airflow_dbstream.core.encoding import PayloadEncoder, Unencodable
+from airflow_dbstream.core.encoding import ColumnTypes, PayloadEncoder, Unencodable, column_types
 from airflow_dbstream.core.epoch import UNIX_EPOCH, microseconds_since, to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
 
@@ -33,9 +33,9 @@ class Version(NamedTuple):
 
 
 class Versions(list):
-    """A batch's versions, with the distinct value types of its rows when known (for ``payloads``)."""
+    """A batch's versions, with its columns' value types when known (for ``payloads``)."""
 
-    kinds: set[tuple[type, ...]] | None = None
+    types: ColumnTypes | None = None
 
 
 class Message(NamedTuple):
@@ -93,22 +93,25 @@ class RowEncoder:
     def versions(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Version]:
         """Each row's (pkey, epoch, digest), in C-level maps where it can; a bad row raises, named."""
         try:
-            digests, kinds = self._digester.many(rows)
-            key_kinds = {t[i] for t in kinds for i in self._pkey_index}
-            epochs = list(map(itemgetter(self._epoch_index), rows))
-            if {t[self._epoch_index] for t in kinds} == {datetime} and None not in set(map(_TZINFO, epochs)):
+            columns = list(zip(*rows, strict=True))
+            types = column_types(columns)
+            digests = self._digester.many(rows, columns, types)
+            epochs = columns[self._epoch_index]
+            if types[self._epoch_index] == {datetime} and None not in set(map(_TZINFO, epochs)):
                 epochs_us: Any = microseconds_since(UNIX_EPOCH, epochs)
             else:
                 epochs_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
-            keys = map(itemgetter(*self._pkey_index), rows)
-            if len(self._pkey_index) > 1 and key_kinds <= {str, int}:  # a JSON array, as ``key`` writes it
+            key_types = set().union(*(types[i] for i in self._pkey_index))
+            if len(self._pkey_index) > 1 and key_types <= {str, int}:  # a JSON array, as ``key`` writes it
+                keys = zip(*(columns[i] for i in self._pkey_index), strict=True)
                 pkeys: Any = map(bytes.decode, map(self._json.dumps, map(list, keys)))
-            elif key_kinds == {str} or key_kinds == {int}:
-                pkeys = keys if key_kinds == {str} else map(str, keys)
+            elif key_types == {str} or key_types == {int}:
+                keys = columns[self._pkey_index[0]]
+                pkeys = keys if key_types == {str} else map(str, keys)
             else:
                 raise TypeError("keys of other types are written one row at a time")
             versions = Versions(map(_new_version, zip(pkeys, epochs_us, digests, strict=True)))
-            versions.kinds = kinds
+            versions.types = types
             return versions
         except Exception:  # the row-wise path names the problem, or gives the same versions
             return [self.version(row, n) for n, row in enumerate(rows, first_row_number)]
@@ -132,11 +135,11 @@ class RowEncoder:
         self,
         rows: Sequence[Sequence[Any]],
         versions: Sequence[Version],
-        kinds: set[tuple[type, ...]] | None = None,
+        types: ColumnTypes | None = None,
     ) -> list[bytes]:
-        """The rows' JSON payloads; ``kinds``: the rows' value types, as ``versions`` found them."""
+        """The rows' JSON payloads; ``types``: their columns' value types, as ``versions`` found them."""
         try:
-            return self._json.payloads(rows, kinds)
+            return self._json.payloads(rows, types)
         except Unencodable:
             return [self._payload(row, None, v.pkey) for row, v in zip(rows, versions, strict=True)]
 
@@ -146,7 +149,7 @@ class RowEncoder:
 
     def encode_batch(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
         versions = self.versions(rows, first_row_number)
-        payloads = self.payloads(rows, versions, getattr(versions, "kinds", None))
+        payloads = self.payloads(rows, versions, getattr(versions, "types", None))
         return messages_of(versions, payloads) if rows else []
 
     def _payload(self, row: Sequence[Any], row_number: int | None, pkey: str) -> bytes:

@@ -73,8 +73,8 @@ class PreparedBatch:
         if self.payloads is not None:
             payloads = self.pick(self.payloads, positions)
         else:
-            kinds = getattr(self.versions, "kinds", None)
-            payloads = self.encoder.payloads(self.pick(self.rows, positions), versions, kinds)
+            types = getattr(self.versions, "types", None)
+            payloads = self.encoder.payloads(self.pick(self.rows, positions), versions, types)
         pkeys, epochs, digests = zip(*versions, strict=True)
         return pkeys, epochs, digests, payloads
 
@@ -192,8 +192,8 @@ class Pipeline:
         known = [int(d.epoch_us) for d in letters if d.epoch_us]  # a bad row read is a row read
         if known:
             top = max(known) if top is None else max(top, *known)
-        kinds = getattr(versions, "kinds", None)
-        payloads = encoder.payloads(good, versions, kinds) if encode and good else None
+        types = getattr(versions, "types", None)
+        payloads = encoder.payloads(good, versions, types) if encode and good else None
         return PreparedBatch(good, versions, deleted, top, rows[-1], encoder, payloads, letters)
 
     def encoder_for(self, columns: Sequence[str]) -> RowEncoder:
