@@ -7,7 +7,8 @@ On the benchmark's rows (benchmarks/bench.py's table: 10 columns, ~150-byte payl
   encode    the JSON payload of each row: what only rows that may be new cost
   send      the emit call's worker side, the rows all new: the batch packed (pack_rows), redis-py's
             EVALSHA of emit.lua, its reply (Redis's own time is another process's)
-  compare   the precheck of an unchanged window: precheck.lua's scores and digests, the dedup rule per row
+  compare   the precheck of an unchanged window: the versions packed, precheck.lua's call (the rule runs in
+            Redis) and its reply (no row left)
 
 Run: ``.venv/bin/python benchmarks/instructions.py`` (20,000 rows, about a minute); it makes the table,
 runs itself under ``valgrind --tool=callgrind``, prints instructions per row and removes what it made.
@@ -71,11 +72,9 @@ def measured(fn: Callable[[], Any]) -> Any:
 
 
 def child(table: str, batch_size: int) -> None:
-    import msgspec
     import psycopg
     import redis
 
-    from airflow_dbstream.core.dedup import new_flags
     from airflow_dbstream.core.keys import StreamKeys
     from airflow_dbstream.core.rows import RowEncoder, pack_rows
     from airflow_dbstream.core.spec import StreamSpec
@@ -103,7 +102,7 @@ def child(table: str, batch_size: int) -> None:
     starts = [1 + sum(map(len, batches[:i])) for i in range(len(batches))]
     versions = measured(lambda: [encoder.versions(b, n) for b, n in zip(batches, starts, strict=True)])
     payloads = measured(
-        lambda: [encoder.payloads(b, v, v.types) for b, v in zip(batches, versions, strict=True)]
+        lambda: [encoder.payloads(b, v) for b, v in zip(batches, versions, strict=True)]
     )
 
     # send: as RedisStreamHook.emit sends a batch of new rows (the hook imports Airflow: not here)
@@ -112,7 +111,7 @@ def child(table: str, batch_size: int) -> None:
     emit = client.register_script(script_source("emit"))
     script_keys = [keys.stream, keys.seen, keys.digest]
     emit(keys=script_keys, args=["instr.v1", 0, pack_rows(["0"], [0], [""], [b"{}"])])  # loaded, warm
-    sent = [(*zip(*v, strict=True), p) for v, p in zip(versions, payloads, strict=True)]
+    sent = [(v.pkeys, v.epochs_us, v.digests, p) for v, p in zip(versions, payloads, strict=True)]
 
     def send() -> int:
         return sum(emit(keys=script_keys, args=["instr.v1", 0, pack_rows(*c)])[0] for c in sent)
@@ -125,9 +124,9 @@ def child(table: str, batch_size: int) -> None:
         def compare() -> int:  # what RedisStreamHook.may_be_new does (the hook imports Airflow: not here)
             left = 0
             for batch in versions:
-                packed = msgspec.msgpack.encode([v.pkey for v in batch])
-                scores, stored = precheck(keys=[keys.seen, keys.digest], args=[packed])
-                left += sum(new_flags(batch, scores, stored))
+                assert len(set(batch.pkeys)) == len(batch)  # as may_be_new checks (no pkey repeats)
+                packed = pack_rows(batch.pkeys, batch.epochs_us, batch.digests)
+                left += len(precheck(keys=[keys.seen, keys.digest], args=[packed]))
             return left
 
         assert measured(compare) == 0

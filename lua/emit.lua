@@ -8,9 +8,9 @@
 --   microseconds), digest, payload (core/rows.py's pack_rows)
 -- Returns {emitted, duplicates, the lowest epoch emitted ('' when none)}: a row emitted with an
 -- epoch below the previous watermark was late, by that much (the guard's observed lateness).
--- Scores are read, and `seen`/`digest` written, for CHUNK rows per call rather than per row; digests
--- only for the rows whose epoch equals their score (is_new reads no other). A pkey that appears twice
--- in one batch is compared with its version emitted just before.
+-- Scores and digests are read by lib.lua's known (digests only for the rows whose epoch equals their
+-- score), and `seen`/`digest` written, for CHUNK rows per call rather than per row. A pkey that
+-- appears twice in one batch is compared with its version emitted just before.
 local stream, seen, digests, keyset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local variant = ARGV[1]
 local maxlen = tonumber(ARGV[2])
@@ -20,30 +20,7 @@ local CHUNK = 1000
 local emitted, duplicates = 0, 0
 local lowest, lowest_epoch = nil, ''
 
-local pkeys = {}
-for r = 1, rows do
-  pkeys[r] = row[4 * r - 3]
-end
-local scores, stored = {}, {}
-for first = 1, rows, CHUNK do
-  local last = math.min(first + CHUNK - 1, rows)
-  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
-  local tied, at, t = {}, {}, 0  -- the pkeys whose epoch equals their score: only their digests matter
-  for r = first, last do
-    local score = s[r - first + 1]
-    scores[r] = score
-    if score and tonumber(score) == tonumber(row[4 * r - 2]) then
-      t = t + 1
-      tied[t], at[t] = pkeys[r], r
-    end
-  end
-  if t > 0 then
-    local d = redis.call('HMGET', digests, unpack(tied))
-    for k = 1, t do
-      stored[at[k]] = d[k]
-    end
-  end
-end
+local scores, stored = known(seen, digests, row, 4)
 
 local earlier = {}  -- pkey -> index in `row` of its version emitted earlier in this batch
 local adds, sets, n = {}, {}, 0  -- ZADD score/member and HSET field/value pairs of what was emitted

@@ -31,6 +31,38 @@ local function is_new(epoch, digest, last, last_digest, digests, pkey)
   return last_digest ~= digest
 end
 
+-- What `seen` and `digests` hold for a batch: `row` is a flat array of `width` texts per row, pkey
+-- then epoch first. Returns per row its score in `seen` (false: absent) and, only for the rows whose
+-- epoch equals their score (the only ones is_new compares digests of), the stored digest (false:
+-- none). Read for 1000 rows per call rather than per row.
+local function known(seen, digests, row, width)
+  local rows, CHUNK = #row / width, 1000
+  local pkeys, scores, stored = {}, {}, {}
+  for r = 1, rows do
+    pkeys[r] = row[width * (r - 1) + 1]
+  end
+  for first = 1, rows, CHUNK do
+    local last = math.min(first + CHUNK - 1, rows)
+    local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
+    local tied, at, t = {}, {}, 0
+    for r = first, last do
+      local score = s[r - first + 1]
+      scores[r] = score
+      if score and tonumber(score) == tonumber(row[width * (r - 1) + 2]) then
+        t = t + 1
+        tied[t], at[t] = pkeys[r], r
+      end
+    end
+    if t > 0 then
+      local d = redis.call('HMGET', digests, unpack(tied))
+      for k = 1, t do
+        stored[at[k]] = d[k]
+      end
+    end
+  end
+  return scores, stored
+end
+
 -- One bounded chunk: at most `limit` members of the zset `key` scored strictly below `cutoff`, lowest
 -- first. `...` may be 'WITHSCORES' (then member, score pairs).
 local function below(key, cutoff, limit, ...)

@@ -1,20 +1,18 @@
 #!lua flags=no-writes
--- precheck.lua: what `seen` and `digest` hold for a batch's pkeys, read only: the worker's precheck of
--- a mostly unchanged window (core/dedup.py); emit.lua still judges what it is then sent. The pkeys come
--- as one MessagePack array, so the worker packs one argument per batch instead of two per row.
+-- precheck.lua: which rows of a batch may be new, read only: the worker's precheck of a mostly
+-- unchanged window, by lib.lua's is_new against what `seen` and `digest` hold (lib.lua's known), so
+-- the rule stands once and the reply is only the rows left (none, for an unchanged window). emit.lua
+-- still judges what is then sent.
 -- KEYS[1] seen (zset pkey -> epoch)   KEYS[2] digest (hash pkey -> digest)
--- ARGV[1] the pkeys, a MessagePack array of strings
--- Returns {scores, digests}, one per pkey, in its order (nil: not in seen / no digest).
-local seen, digests = KEYS[1], KEYS[2]
-local pkeys = cmsgpack.unpack(ARGV[1])
-local CHUNK = 1000
-local scores, stored = {}, {}
-for first = 1, #pkeys, CHUNK do
-  local last = math.min(first + CHUNK - 1, #pkeys)
-  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
-  local d = redis.call('HMGET', digests, unpack(pkeys, first, last))
-  for r = first, last do
-    scores[r], stored[r] = s[r - first + 1], d[r - first + 1]
+-- ARGV[1] the rows: one flat MessagePack array of three texts per row: pkey, epoch, digest
+--   (core/rows.py's pack_rows)
+-- Returns the 0-based positions of the rows that may be new, increasing.
+local row = cmsgpack.unpack(ARGV[1])
+local scores, stored = known(KEYS[1], KEYS[2], row, 3)
+local fresh = {}
+for r = 1, #row / 3 do
+  if is_new(row[3 * r - 1], row[3 * r], scores[r], stored[r]) then
+    fresh[#fresh + 1] = r - 1
   end
 end
-return {scores, stored}
+return fresh

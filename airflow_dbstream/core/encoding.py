@@ -75,7 +75,8 @@ class PayloadEncoder:
     def __init__(self, columns: Sequence[str], tz: tzinfo) -> None:
         self.columns, self.tz = [*columns], tz
         fields = [f"f{i}" for i in range(len(self.columns))]  # any column name, as the encoded name
-        self._row = msgspec.defstruct("Row", fields, rename=dict(zip(fields, self.columns, strict=True)))
+        rename = dict(zip(fields, self.columns, strict=True))
+        self._row = msgspec.defstruct("Row", fields, rename=rename, gc=False)  # untracked: it holds no cycle
         self.dumps = msgspec.json.Encoder(enc_hook=_hook).encode
 
     def payloads(self, rows: Sequence[Sequence[Any]], types: ColumnTypes | None = None) -> list[bytes]:

@@ -32,10 +32,49 @@ class Version(NamedTuple):
     digest: str  # core/digest.py's hexadecimal text
 
 
-class Versions(list):
-    """A batch's versions, with its columns' value types when known (for ``payloads``)."""
+class Versions:
+    """A batch's versions, column-wise (no object per row), with its columns' value types when known
+    (for ``payloads``)."""
 
-    types: ColumnTypes | None = None
+    __slots__ = ("digests", "epochs_us", "pkeys", "types")
+
+    def __init__(
+        self,
+        pkeys: Sequence[str],
+        epochs_us: Sequence[int],
+        digests: Sequence[str],
+        types: ColumnTypes | None = None,
+    ) -> None:
+        if not len(pkeys) == len(epochs_us) == len(digests):
+            raise ValueError("a batch's pkeys, epochs and digests differ in number")
+        self.pkeys, self.epochs_us, self.digests, self.types = pkeys, epochs_us, digests, types
+
+    @classmethod
+    def of(cls, versions: Sequence[Version]) -> Versions:
+        """The versions of single rows, as one batch."""
+        pkeys, epochs_us, digests = map(list, zip(*versions, strict=True)) if versions else ([], [], [])
+        return cls(pkeys, epochs_us, digests)
+
+    def __len__(self) -> int:
+        return len(self.pkeys)
+
+    def __getitem__(self, i: int) -> Version:
+        return Version(self.pkeys[i], self.epochs_us[i], self.digests[i])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Versions) and list(self) == list(other)
+
+    def pick(self, positions: Sequence[int]) -> Versions:
+        """The versions at ``positions`` (increasing), their value types kept (a superset will do)."""
+        if len(positions) == len(self.pkeys):
+            return self
+        pkeys, epochs, digests = self.pkeys, self.epochs_us, self.digests
+        return Versions(
+            [pkeys[i] for i in positions],
+            [epochs[i] for i in positions],
+            [digests[i] for i in positions],
+            self.types,
+        )
 
 
 class Message(NamedTuple):
@@ -48,27 +87,31 @@ class Message(NamedTuple):
 
 
 Columns = tuple[Sequence[str], Sequence[int], Sequence[str], Sequence[bytes]]  # a batch, column-wise
-_new_version = partial(tuple.__new__, Version)  # from a tuple, in C (NamedTuple's own __new__ is Python)
-_new_message = partial(tuple.__new__, Message)
+_new_message = partial(tuple.__new__, Message)  # from a tuple, in C (NamedTuple's __new__ is Python)
 
 
-def messages_of(versions: Sequence[Version], payloads: Sequence[bytes]) -> list[Message]:
+def messages_of(versions: Versions, payloads: Sequence[bytes]) -> list[Message]:
     """The messages of versions and their payloads, made in C-level maps."""
-    return list(map(_new_message, zip(*zip(*versions, strict=True), payloads, strict=True)))
+    columns = versions.pkeys, versions.epochs_us, versions.digests, payloads
+    return list(map(_new_message, zip(*columns, strict=True)))
 
 
 def pack_rows(
-    pkeys: Sequence[str], epochs: Sequence[int], thirds: Sequence[str], payloads: Sequence[bytes]
+    pkeys: Sequence[str],
+    epochs: Sequence[int],
+    thirds: Sequence[str],
+    payloads: Sequence[bytes] | None = None,
 ) -> bytes:
     """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, digest (a replay:
-    op), payload per row, all text, for Redis's cmsgpack reads no binary type. redis-py would encode
-    four arguments per row in Python (as much worker time as the script's Redis time); here the epochs'
-    texts come from one msgspec call and the payloads from one decode (no payload holds a NUL byte:
-    JSON escapes it, and Postgres's json text cannot hold one)."""
-    epoch_texts = msgspec.json.encode(epochs)[1:-1].decode().split(",")
-    payload_texts = b"\0".join(payloads).decode().split("\0")
-    flat = zip(pkeys, epoch_texts, thirds, payload_texts, strict=True)
-    return msgspec.msgpack.encode(list(chain.from_iterable(flat)))
+    op) and payload per row (the precheck: no payload), all text, for Redis's cmsgpack reads no binary
+    type. redis-py would encode four arguments per row in Python (as much worker time as the script's
+    Redis time); here the epochs' texts come from one msgspec call and the payloads from one decode (no
+    payload holds a NUL byte: JSON escapes it, and Postgres's json text cannot hold one)."""
+    epoch_texts = msgspec.json.encode(epochs)[1:-1].decode().split(",") if len(epochs) else []
+    columns = [pkeys, epoch_texts, thirds]
+    if payloads is not None:
+        columns.append(b"\0".join(payloads).decode().split("\0") if len(payloads) else [])
+    return msgspec.msgpack.encode(list(chain.from_iterable(zip(*columns, strict=True))))
 
 
 class RowEncoder:
@@ -90,31 +133,31 @@ class RowEncoder:
         self._digester = Digester(self.columns)
         self._json = PayloadEncoder(self.columns, self.tz)
 
-    def versions(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Version]:
-        """Each row's (pkey, epoch, digest), in C-level maps where it can; a bad row raises, named."""
+    def versions(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> Versions:
+        """Each row's (pkey, epoch, digest), column-wise in C-level maps where it can; a bad row raises,
+        named."""
         try:
             columns = list(zip(*rows, strict=True))
             types = column_types(columns)
             digests = self._digester.many(rows, columns, types)
             epochs = columns[self._epoch_index]
             if types[self._epoch_index] == {datetime} and None not in set(map(_TZINFO, epochs)):
-                epochs_us: Any = microseconds_since(UNIX_EPOCH, epochs)
+                epochs_us: list[int] = list(microseconds_since(UNIX_EPOCH, epochs))
             else:
                 epochs_us = [to_epoch_us(v, self.tz, self.epoch_unit) for v in epochs]
             key_types = set().union(*(types[i] for i in self._pkey_index))
             if len(self._pkey_index) > 1 and key_types <= {str, int}:  # a JSON array, as ``key`` writes it
                 keys = zip(*(columns[i] for i in self._pkey_index), strict=True)
-                pkeys: Any = map(bytes.decode, map(self._json.dumps, map(list, keys)))
-            elif key_types == {str} or key_types == {int}:
-                keys = columns[self._pkey_index[0]]
-                pkeys = keys if key_types == {str} else map(str, keys)
+                pkeys: Sequence[str] = list(map(bytes.decode, map(self._json.dumps, map(list, keys))))
+            elif key_types == {str}:
+                pkeys = columns[self._pkey_index[0]]
+            elif key_types == {int}:  # their decimal texts, written by one call
+                pkeys = self._json.dumps(columns[self._pkey_index[0]])[1:-1].decode().split(",")
             else:
                 raise TypeError("keys of other types are written one row at a time")
-            versions = Versions(map(_new_version, zip(pkeys, epochs_us, digests, strict=True)))
-            versions.types = types
-            return versions
+            return Versions(pkeys, epochs_us, digests, types)
         except Exception:  # the row-wise path names the problem, or gives the same versions
-            return [self.version(row, n) for n, row in enumerate(rows, first_row_number)]
+            return Versions.of([self.version(row, n) for n, row in enumerate(rows, first_row_number)])
 
     def version(self, row: Sequence[Any], row_number: int) -> Version:
         pkey = self.key(row, row_number)
@@ -134,14 +177,13 @@ class RowEncoder:
     def payloads(
         self,
         rows: Sequence[Sequence[Any]],
-        versions: Sequence[Version],
-        types: ColumnTypes | None = None,
+        versions: Versions,
     ) -> list[bytes]:
-        """The rows' JSON payloads; ``types``: their columns' value types, as ``versions`` found them."""
+        """The rows' JSON payloads, by their columns' value types as ``versions`` found them."""
         try:
-            return self._json.payloads(rows, types)
+            return self._json.payloads(rows, versions.types)
         except Unencodable:
-            return [self._payload(row, None, v.pkey) for row, v in zip(rows, versions, strict=True)]
+            return [self._payload(row, None, pkey) for row, pkey in zip(rows, versions.pkeys, strict=True)]
 
     def encode(self, row: Sequence[Any], row_number: int) -> Message:
         version = self.version(row, row_number)
@@ -149,7 +191,7 @@ class RowEncoder:
 
     def encode_batch(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> list[Message]:
         versions = self.versions(rows, first_row_number)
-        payloads = self.payloads(rows, versions, getattr(versions, "types", None))
+        payloads = self.payloads(rows, versions)
         return messages_of(versions, payloads) if rows else []
 
     def _payload(self, row: Sequence[Any], row_number: int | None, pkey: str) -> bytes:

@@ -14,14 +14,13 @@ import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
 from airflow_dbstream.core.epoch import to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
-from airflow_dbstream.core.rows import Columns, RowEncoder, Version
+from airflow_dbstream.core.rows import Columns, RowEncoder, Version, Versions
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
@@ -43,7 +42,7 @@ class PreparedBatch:
     """A batch read and checked: each row's version (pkey, epoch, typed digest); no JSON written yet."""
 
     rows: Sequence[Sequence[Any]]  # the good rows (without the dead letters')
-    versions: list[Version]  # in the order read
+    versions: Versions  # in the order read
     deleted: list[bool] | None  # per row, whether deleted_column marks it deleted
     max_epoch_us: int | None  # None only when every row was bad and had no readable epoch
     last_row: Sequence[Any]
@@ -69,14 +68,12 @@ class PreparedBatch:
     def columns(self, positions: Sequence[int]) -> Columns:
         """The pkeys, epochs, digests and payloads of the rows at ``positions`` (not empty), as the emit
         script takes them: only now are their payloads written."""
-        versions = self.pick(self.versions, positions)
+        versions = self.versions.pick(positions)
         if self.payloads is not None:
             payloads = self.pick(self.payloads, positions)
         else:
-            types = getattr(self.versions, "types", None)
-            payloads = self.encoder.payloads(self.pick(self.rows, positions), versions, types)
-        pkeys, epochs, digests = zip(*versions, strict=True)
-        return pkeys, epochs, digests, payloads
+            payloads = self.encoder.payloads(self.pick(self.rows, positions), versions)
+        return versions.pkeys, versions.epochs_us, versions.digests, payloads
 
 
 @dataclass
@@ -188,12 +185,11 @@ class Pipeline:
             versions, good, letters = encoder.versions(rows, rows_before + 1), rows, []
         index = encoder.deleted_index
         deleted = None if index is None else [is_deleted(row[index]) for row in good]
-        top = max(map(itemgetter(1), versions), default=None)  # each version's epoch_us
+        top = max(versions.epochs_us, default=None)
         known = [int(d.epoch_us) for d in letters if d.epoch_us]  # a bad row read is a row read
         if known:
             top = max(known) if top is None else max(top, *known)
-        types = getattr(versions, "types", None)
-        payloads = encoder.payloads(good, versions, types) if encode and good else None
+        payloads = encoder.payloads(good, versions) if encode and good else None
         return PreparedBatch(good, versions, deleted, top, rows[-1], encoder, payloads, letters)
 
     def encoder_for(self, columns: Sequence[str]) -> RowEncoder:
@@ -204,7 +200,7 @@ class Pipeline:
 
     def _split(
         self, encoder: RowEncoder, rows: Sequence[Sequence[Any]], first_row_number: int
-    ) -> tuple[list[Version], list[Sequence[Any]], list[DeadLetter]]:
+    ) -> tuple[Versions, list[Sequence[Any]], list[DeadLetter]]:
         """(versions, the rows they are of, dead letters): a batch the encoder refuses is read again
         row by row, each refused row (BadRowError, nothing else) becoming a dead letter."""
         try:
@@ -215,12 +211,12 @@ class Pipeline:
         good, letters = [], []
         for n, row in enumerate(rows, first_row_number):
             try:
-                versions.extend(encoder.versions([row], n))
+                versions.append(encoder.version(row, n))
             except BadRowError as bad:
                 letters.append(self._dead_letter(encoder, row, bad))
             else:
                 good.append(row)
-        return versions, good, letters
+        return Versions.of(versions), good, letters
 
     def _dead_letter(self, encoder: RowEncoder, row: Sequence[Any], bad: BadRowError) -> DeadLetter:
         epoch_us = None
@@ -249,7 +245,7 @@ class Pipeline:
         emitted = duplicates = deletes = 0
         lowest = None
         for positions, script in batch.parts():
-            versions = batch.pick(batch.versions, positions)
+            versions = batch.versions.pick(positions)
             args = dict(lease=lease, track_keys=spec.track_keys, script=script, precheck=precheck)
             encode = lambda kept, at=positions: batch.columns(batch.pick(at, kept))  # noqa: E731
             result = self.redis.emit(keys, spec.variant, spec.maxlen, versions, encode=encode, **args)
@@ -270,7 +266,7 @@ class Pipeline:
 
         def replay(batch: PreparedBatch, *, precheck: bool = False) -> BatchResult:
             deleted = batch.deleted or [False] * len(batch.versions)
-            inside = [i for i, v in enumerate(batch.versions) if start_us <= v.epoch_us < end_us]
+            inside = [i for i, e in enumerate(batch.versions.epochs_us) if start_us <= e < end_us]
             rows = []  # the SQL may not bind window_end
             if inside:
                 pkeys, epochs, _digests, payloads = batch.columns(inside)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, compress
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from airflow.providers.redis.hooks.redis import RedisHook
 from redis import Redis, RedisError
 
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.deadletters import DeadLetter
-from airflow_dbstream.core.dedup import new_flags
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
-from airflow_dbstream.core.rows import Columns, Message, pack_rows
+from airflow_dbstream.core.rows import Columns, Message, Versions, pack_rows
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client
@@ -106,7 +104,7 @@ class RedisStreamHook(RedisHook):
         keys: StreamKeys,
         variant: str,
         maxlen: int | None,
-        messages: Sequence[Any],
+        messages: Sequence[Message] | Versions,
         *,
         lease: Lease | None = None,
         track_keys: bool = False,
@@ -119,45 +117,41 @@ class RedisStreamHook(RedisHook):
         ``script="delete"`` sends the batch as soft-delete tombstones (``op=delete``) instead.
         ``precheck`` first drops the rows ``seen`` already holds (one read-only round trip), so a
         window of mostly unchanged rows sends no payloads; the script still checks what is left.
-        With ``encode``, ``messages`` are versions (pkey, epoch, digest) and ``encode(positions)``
-        gives the four columns (pkeys, epochs, digests, payloads) of those left: a row the precheck
-        drops is never encoded.
+        With ``encode``, ``messages`` are a batch's ``Versions`` and ``encode(positions)`` gives the
+        four columns (pkeys, epochs, digests, payloads) of those left: a row the precheck drops is
+        never encoded.
         """
-        if not messages:
+        if not len(messages):
             return EmitResult(0, 0)
-        fresh = self.may_be_new(keys, messages) if precheck else None
-        skipped = 0 if fresh is None else len(messages) - sum(fresh)
-        if skipped == len(messages):
-            return EmitResult(0, skipped)
-        if encode is not None:
-            columns = encode(
-                range(len(messages)) if not skipped else list(compress(range(len(messages)), fresh))
-            )
+        if encode is None:
+            columns = tuple(zip(*messages, strict=True))
+            versions = Versions(*columns[:3])
+            encode = lambda at: columns if len(at) == len(versions) else [[c[i] for i in at] for c in columns]  # noqa: E731
         else:
-            columns = tuple(zip(*(compress(messages, fresh) if skipped else messages), strict=True))
+            assert isinstance(messages, Versions)
+            versions = messages
+        left = self.may_be_new(keys, versions) if precheck else range(len(versions))
+        skipped = len(versions) - len(left)
+        if not left:
+            return EmitResult(0, skipped)
+        columns = encode(left)
         args = [variant, maxlen or 0, pack_rows(*columns)]
         script_keys = [keys.stream, keys.seen, keys.digest] + ([keys.keys] if track_keys else [])
         emitted, duplicates, *lowest = self.run_script(script, keys, script_keys, args, lease)
         lowest_us = int(lowest[0]) if lowest and lowest[0] else None
         return EmitResult(int(emitted), int(duplicates) + skipped, lowest_us)
 
-    def unseen(self, keys: StreamKeys, messages: Sequence[Message]) -> Sequence[Message]:
-        """The messages the emit script would append now: only a filter, the script decides atomically."""
-        return list(compress(messages, self.may_be_new(keys, messages)))
-
-    def may_be_new(self, keys: StreamKeys, versions: Sequence[Any]) -> list[bool]:
-        """Per version (pkey, epoch, digest), whether ``seen`` and ``digest`` leave it possibly new.
+    def may_be_new(self, keys: StreamKeys, versions: Versions) -> Sequence[int]:
+        """The positions (increasing) of the versions that ``seen`` and ``digest`` leave possibly new,
+        by precheck.lua: the rule is applied in Redis, and an unchanged window's reply is empty.
 
         A batch that repeats a pkey is kept whole, since the script compares a repeat with the version
         just before it.
         """
-        pkeys = [v.pkey for v in versions]
-        if len(set(pkeys)) != len(pkeys):
-            return [True] * len(pkeys)
-
-        packed = msgspec.msgpack.encode(pkeys)  # one argument: packing one per row costs the worker more
-        scores, digests = self.run_script("precheck", keys, [keys.seen, keys.digest], [packed])
-        return new_flags(versions, scores, digests)
+        if len(set(versions.pkeys)) != len(versions):
+            return range(len(versions))
+        packed = pack_rows(versions.pkeys, versions.epochs_us, versions.digests)
+        return self.run_script("precheck", keys, [keys.seen, keys.digest], [packed])
 
     def replay(
         self,

@@ -16,8 +16,8 @@ SCRIPT_NAMES = (
 )  # fmt: skip
 # Scripts that write what only the lock holder may write: run behind lua/fence.lua during a cycle.
 FENCED_SCRIPTS = ("emit", "delete", "commit", "sweep", "replay", "reset", "deadletter")
-# Scripts that call lua/lib.lua's functions (xadd, is_new, below, forget): it is prepended to them.
-LIB_SCRIPTS = ("emit", "delete", "trim", "sweep", "replay", "deadletter")
+# Scripts that call lua/lib.lua's functions (xadd, is_new, known, below, forget): it is prepended to them.
+LIB_SCRIPTS = ("emit", "delete", "trim", "sweep", "replay", "deadletter", "precheck")
 
 
 @cache

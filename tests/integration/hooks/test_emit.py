@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from airflow_dbstream.core.keys import StreamKeys
-from airflow_dbstream.core.rows import Message
+from airflow_dbstream.core.rows import Message, Version, Versions
 from airflow_dbstream.hooks.redis_stream import EmitResult, RedisStreamHook
 
 pytestmark = pytest.mark.integration
@@ -84,11 +84,43 @@ def test_precheck_sends_no_payload_of_an_unchanged_batch(stream, redis_client, m
 
     monkeypatch.setattr(hook, "run_script", counting_run)
     assert hook.emit(keys, "v1", None, batch, precheck=True) == EmitResult(0, 50)
-    # only precheck.lua ran, with one argument: the pkeys, no payload
+    # only precheck.lua ran, with one argument: each row's pkey, epoch and digest, no payload
     assert [(name, len(args)) for name, args in calls] == [("precheck", 1)]
-    assert msgspec.msgpack.decode(calls[0][1][0]) == [m.pkey for m in batch]
+    assert msgspec.msgpack.decode(calls[0][1][0]) == [
+        t for m in batch for t in (m.pkey, str(m.epoch_us), m.digest)
+    ]
     calls.clear()
     assert hook.emit(keys, "v1", None, changed, precheck=True) == EmitResult(1, 49, changed[49].epoch_us)
     assert [name for name, _args in calls] == ["precheck", "emit"]
     pkey, epoch, digest, payload = changed[49]  # only the changed row is sent, as one MessagePack argument
     assert msgspec.msgpack.decode(calls[1][1][2]) == [pkey, str(epoch), digest, payload.decode()]
+
+
+def test_precheck_leaves_exactly_the_rows_the_rule_calls_new(stream, redis_client):
+    """precheck.lua applies the rule in Redis: the positions it returns are the rows the per-row model
+    would emit (not merely a superset: an unchanged window must cost no payload)."""
+    rng = random.Random(7)
+    hook, keys, model = RedisStreamHook("redis_test"), StreamKeys.for_stream(stream), Model()
+    known = [_message(k, rng.randrange(3), rng.randrange(2)) for k in range(1500)]
+    hook.emit(keys, "v1", None, known)
+    model.emit(known)
+    redis_client.hdel(keys.digest, "5", "6")  # a stored digest gone: a tie with it may be new
+    del model.digest["5"], model.digest["6"]
+    left = read = 0
+    for size in (1, 999, 1000, 1001, 2500):
+        keys_read = rng.sample(range(3000), size)  # half of them never seen
+        batch = [_message(k, rng.randrange(3), rng.randrange(2)) for k in keys_read]
+        batch += [_message(k, 1, 0) for k in (5, 6) if k not in keys_read]
+        expected = [
+            i
+            for i, m in enumerate(batch)
+            if (last := model.seen.get(m.pkey)) is None
+            or m.epoch_us > last
+            or (m.epoch_us == last and model.digest.get(m.pkey) != m.digest)
+        ]
+        versions = Versions.of([Version(m.pkey, m.epoch_us, m.digest) for m in batch])
+        assert list(hook.may_be_new(keys, versions)) == expected
+        left, read = left + len(expected), read + len(batch)
+    assert 0.3 < left / read < 0.9  # the batches mixed new and known rows
+    unchanged = Versions.of([Version(m.pkey, m.epoch_us, m.digest) for m in known[10:1200]])
+    assert list(hook.may_be_new(keys, unchanged)) == []
