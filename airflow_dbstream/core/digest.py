@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import xxhash
 
-from airflow_dbstream.core.encoding import TEXTUAL, ColumnTypes, JsonText
+from airflow_dbstream.core.encoding import TEXTUAL, JsonText
 
 # What `<tag>:digest` holds, recorded in `<tag>:state` (keys.DIGEST_FORMAT) by every committed cycle.
 # Streams committed before this format have no such field: their digests were BLAKE2b of the payload.
@@ -26,6 +26,14 @@ from airflow_dbstream.core.encoding import TEXTUAL, ColumnTypes, JsonText
 FORMAT = "xxh3-128-hex:msgpack-typed:2"
 _BIG_INT, _TEXT, _JSON = 1, 2, 3  # MessagePack extension codes of values it has no type for
 _INT64 = range(-(2**63), 2**64)  # the integers MessagePack holds as such
+
+
+ColumnTypes = Sequence[set[type]]  # per column of a batch, the distinct types of its values
+
+
+def column_types(columns: Sequence[Sequence[Any]]) -> list[set[type]]:
+    """The ``ColumnTypes`` of a batch's columns (``zip(*rows)``)."""
+    return [set(map(type, column)) for column in columns]
 
 
 class Digester:

@@ -24,7 +24,6 @@ TEXTUAL = (IPv4Address, IPv6Address, IPv4Network, IPv6Network, IPv4Interface, IP
 _CONVERTED = {list, tuple, set, frozenset, timedelta}  # item by item (NaN, naive datetimes), or to text
 _WHOLE_MINUTE_OFFSETS = datetime(1972, 2, 1, tzinfo=UTC)  # tzdata's last offset in seconds: Monrovia, 1972
 _TZINFO = attrgetter("tzinfo")
-ColumnTypes = Sequence[set[type]]  # per column of a batch, the distinct types of its values
 
 
 class Unencodable(TypeError):
@@ -64,11 +63,6 @@ def _hook(value: Any) -> Any:
     raise Unencodable(f"{type(value).__name__} value has no exact JSON form")
 
 
-def column_types(columns: Sequence[Sequence[Any]]) -> list[set[type]]:
-    """The ``ColumnTypes`` of a batch's columns (``zip(*rows)``)."""
-    return [set(map(type, column)) for column in columns]
-
-
 class PayloadEncoder:
     """Writes the payloads of one query's rows, naive datetimes read in ``tz`` (source_timezone)."""
 
@@ -79,9 +73,8 @@ class PayloadEncoder:
         self._row = msgspec.defstruct("Row", fields, rename=rename, gc=False)  # untracked: it holds no cycle
         self.dumps = msgspec.json.Encoder(enc_hook=_hook).encode
 
-    def payloads(self, rows: Sequence[Sequence[Any]], types: ColumnTypes | None = None) -> list[bytes]:
-        """The rows' payloads. ``types``: their columns' value types where known (a superset will do)."""
-        types = types or column_types(zip(*rows, strict=True))
+    def payloads(self, rows: Sequence[Sequence[Any]], types: Sequence[set[type]]) -> list[bytes]:
+        """The rows' payloads; ``types``: per column, the types of its values (a superset will do)."""
         convert = [(i, how) for i, t in enumerate(types) if (how := self._converter(t, rows, i))]
         if convert:
             columns = list(zip(*rows, strict=True))

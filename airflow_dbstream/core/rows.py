@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
-from airflow_dbstream.core.digest import Digester
-from airflow_dbstream.core.encoding import ColumnTypes, PayloadEncoder, Unencodable, column_types
+from airflow_dbstream.core.digest import ColumnTypes, Digester, column_types
+from airflow_dbstream.core.encoding import PayloadEncoder, Unencodable
 from airflow_dbstream.core.epoch import UNIX_EPOCH, microseconds_since, to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
 
@@ -181,7 +181,7 @@ class RowEncoder:
     ) -> list[bytes]:
         """The rows' JSON payloads, by their columns' value types as ``versions`` found them."""
         try:
-            return self._json.payloads(rows, versions.types)
+            return self._json.payloads(rows, versions.types or column_types(zip(*rows, strict=True)))
         except Unencodable:
             return [self._payload(row, None, pkey) for row, pkey in zip(rows, versions.pkeys, strict=True)]
 
