@@ -105,12 +105,9 @@ def pack_rows(
     """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, digest (a replay:
     op) and payload per row (the precheck: no payload), all text, for Redis's cmsgpack reads no binary
     type. redis-py would encode four arguments per row in Python (as much worker time as the script's
-    Redis time); here the epochs' texts come from one msgspec call and the payloads from one decode (no
-    payload holds a NUL byte: JSON escapes it, and Postgres's json text cannot hold one)."""
+    Redis time); here the epochs' texts come from one msgspec call."""
     epoch_texts = msgspec.json.encode(epochs)[1:-1].decode().split(",") if len(epochs) else []
-    columns = [pkeys, epoch_texts, thirds]
-    if payloads is not None:
-        columns.append(b"\0".join(payloads).decode().split("\0") if len(payloads) else [])
+    columns = [pkeys, epoch_texts, thirds] + ([] if payloads is None else [map(bytes.decode, payloads)])
     return msgspec.msgpack.encode(list(chain.from_iterable(zip(*columns, strict=True))))
 
 

@@ -14,6 +14,9 @@ def test_pack_rows_is_the_flat_array_of_texts_the_scripts_unpack():
     ]  # fmt: skip
 
 
-def test_a_payload_with_a_raw_nul_byte_is_refused_not_split():
-    with pytest.raises(ValueError):
-        pack_rows(["1"], [1], ["d"], [b'{"a":"\x00"}'])
+def test_every_payload_stays_whole_and_the_columns_must_agree():
+    packed = pack_rows(["1", "2"], [1, 2], ["d", "e"], [b'{"a":"\x00,"}', b"{}"])  # a NUL splits nothing
+    assert msgspec.msgpack.decode(packed) == ["1", "1", "d", '{"a":"\x00,"}', "2", "2", "e", "{}"]
+    assert msgspec.msgpack.decode(pack_rows(["1"], [7], ["d"])) == ["1", "7", "d"]  # the precheck's
+    with pytest.raises(ValueError):  # a column shorter than the others
+        pack_rows(["1", "2"], [1, 2], ["d"], [b"{}", b"{}"])
