@@ -108,7 +108,8 @@ class PayloadEncoder:
             return None
         values = list(map(itemgetter(i), rows))
         floats = values if kinds == {float} else [v for v in values if type(v) is float]
-        if float in kinds and not all(map(math.isfinite, floats)):
+        # a NaN or an infinity makes the sum non-finite (an overflow too: then each value is checked)
+        if float in kinds and not math.isfinite(sum(floats)) and not all(map(math.isfinite, floats)):
             return self._exact
         stamps = values if kinds == {datetime} else [v for v in values if type(v) is datetime]
         zones = set(map(_TZINFO, stamps))

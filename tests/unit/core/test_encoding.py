@@ -285,3 +285,23 @@ def test_json_text_is_embedded_as_it_is_and_digested_as_json():
     as_string = one.encode((1, text.decode(), AT), 1)
     assert as_string.digest != message.digest  # the same text as a string column is another value
     assert one.encode((1, JsonText(b'{"a": [1, 2.5]}'), AT), 1).digest != message.digest
+
+
+def test_a_batch_of_floats_writes_non_finite_values_as_text_and_huge_ones_exactly():
+    one = encoder(("id", "x", "updated_at"))
+    batches = {
+        "finite": [1.5, -0.0, 2.5e-300],
+        "huge": [1e308, 1e308, -1.7976931348623157e308],  # their sum overflows; each is finite
+        "nan": [1.5, float("nan"), 2.0],
+        "infinite": [float("inf"), 1.0, float("-inf")],
+    }
+    for name, floats in batches.items():
+        rows = [(i, x, AT) for i, x in enumerate(floats)]
+        written = [json.loads(m.payload)["x"] for m in one.encode_batch(rows, 1)]
+        expected = [json.loads(one.encode(row, 1).payload)["x"] for row in rows]
+        assert written == expected, name
+    assert [json.loads(m.payload)["x"] for m in one.encode_batch([(1, 1e308, AT), (2, 1e308, AT)], 1)] == [
+        1e308
+    ] * 2
+    nan_batch = one.encode_batch([(1, float("nan"), AT), (2, float("inf"), AT), (3, 1.0, AT)], 1)
+    assert [json.loads(m.payload)["x"] for m in nan_batch] == ["NaN", "Infinity", 1.0]
