@@ -101,9 +101,7 @@ def child(table: str, batch_size: int) -> None:
     encoder = RowEncoder(spec, columns)
     starts = [1 + sum(map(len, batches[:i])) for i in range(len(batches))]
     versions = measured(lambda: [encoder.versions(b, n) for b, n in zip(batches, starts, strict=True)])
-    payloads = measured(
-        lambda: [encoder.payloads(b, v) for b, v in zip(batches, versions, strict=True)]
-    )
+    payloads = measured(lambda: [encoder.payloads(b, v) for b, v in zip(batches, versions, strict=True)])
 
     # send: as RedisStreamHook.emit sends a batch of new rows (the hook imports Airflow: not here)
     keys = StreamKeys.for_stream(f"instr:{uuid.uuid4().hex[:8]}")
