@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
     from airflow_dbstream.hooks.lease import Lease
 
 TRIM_CHUNK = 1000
+
+
+def _picked(columns: Sequence[Sequence[Any]], positions: Sequence[int]) -> Sequence[Sequence[Any]]:
+    """The columns' items at ``positions`` (all of them: the columns as they are)."""
+    return columns if len(positions) == len(columns[0]) else [[c[i] for i in positions] for c in columns]
 
 
 @dataclass(frozen=True)
@@ -123,10 +129,9 @@ class RedisStreamHook(RedisHook):
         """
         if not len(messages):
             return EmitResult(0, 0)
-        if encode is None:
+        if encode is None:  # whole messages: their four columns, picked at the positions left
             columns = tuple(zip(*messages, strict=True))
-            versions = Versions(*columns[:3])
-            encode = lambda at: columns if len(at) == len(versions) else [[c[i] for i in at] for c in columns]  # noqa: E731
+            versions, encode = Versions(*columns[:3]), partial(_picked, columns)
         else:
             assert isinstance(messages, Versions)
             versions = messages
