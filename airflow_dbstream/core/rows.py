@@ -59,10 +59,8 @@ class Versions:
         return len(self.pkeys)
 
     def __getitem__(self, i: int) -> Version:
+        """One row's version (iterating gives them all, as tests read them)."""
         return Version(self.pkeys[i], self.epochs_us[i], self.digests[i])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Versions) and list(self) == list(other)
 
     def pick(self, positions: Sequence[int]) -> Versions:
         """The versions at ``positions`` (increasing), their value types kept (a superset will do)."""
