@@ -66,13 +66,14 @@ class Versions:
         """The versions at ``positions`` (increasing), their value types kept (a superset will do)."""
         if len(positions) == len(self.pkeys):
             return self
-        pkeys, epochs, digests = self.pkeys, self.epochs_us, self.digests
-        return Versions(
-            [pkeys[i] for i in positions],
-            [epochs[i] for i in positions],
-            [digests[i] for i in positions],
-            self.types,
-        )
+        columns = (take(c, positions) for c in (self.pkeys, self.epochs_us, self.digests))
+        return Versions(*columns, self.types)
+
+
+def take(items: Sequence[Any], positions: Sequence[int]) -> Sequence[Any]:
+    """The items at ``positions`` (increasing, distinct: the precheck's and a batch's parts'); all of
+    them: ``items`` as they are."""
+    return items if len(positions) == len(items) else [items[i] for i in positions]
 
 
 class Message(NamedTuple):

@@ -20,7 +20,7 @@ from airflow_dbstream.core.deadletters import DeadLetter, dead_letter
 from airflow_dbstream.core.deletes import is_deleted
 from airflow_dbstream.core.epoch import to_epoch_us
 from airflow_dbstream.core.errors import BadRowError
-from airflow_dbstream.core.rows import Columns, RowEncoder, Version, Versions
+from airflow_dbstream.core.rows import Columns, RowEncoder, Version, Versions, take
 from airflow_dbstream.core.spec import StreamSpec
 from airflow_dbstream.cycle.overlap import BackgroundEmitter, read_ahead
 from airflow_dbstream.cycle.sources import Source
@@ -61,18 +61,14 @@ class PreparedBatch:
         dead = [i for i, d in enumerate(self.deleted) if d]
         return [(live, "emit"), (dead, "delete")]
 
-    def pick(self, items: Sequence[Any], positions: Sequence[int]) -> Sequence[Any]:
-        """The items at ``positions`` (increasing, as ``parts`` and the precheck give them)."""
-        return items if len(positions) == len(self.versions) else [items[i] for i in positions]
-
     def columns(self, positions: Sequence[int]) -> Columns:
         """The pkeys, epochs, digests and payloads of the rows at ``positions`` (not empty), as the emit
         script takes them: only now are their payloads written."""
         versions = self.versions.pick(positions)
         if self.payloads is not None:
-            payloads = self.pick(self.payloads, positions)
+            payloads = take(self.payloads, positions)
         else:
-            payloads = self.encoder.payloads(self.pick(self.rows, positions), versions)
+            payloads = self.encoder.payloads(take(self.rows, positions), versions)
         return versions.pkeys, versions.epochs_us, versions.digests, payloads
 
 
@@ -247,7 +243,7 @@ class Pipeline:
         for positions, script in batch.parts():
             versions = batch.versions.pick(positions)
             args = dict(lease=lease, track_keys=spec.track_keys, script=script, precheck=precheck)
-            encode = lambda kept, at=positions: batch.columns(batch.pick(at, kept))  # noqa: E731
+            encode = lambda kept, at=positions: batch.columns(take(at, kept))  # noqa: E731
             result = self.redis.emit(keys, spec.variant, spec.maxlen, versions, encode=encode, **args)
             emitted, duplicates = emitted + result.emitted, duplicates + result.duplicates
             if script == "delete":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.deadletters import DeadLetter
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
-from airflow_dbstream.core.rows import Columns, Message, Versions, pack_rows
+from airflow_dbstream.core.rows import Columns, Message, Versions, pack_rows, take
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client
@@ -25,11 +24,6 @@ if TYPE_CHECKING:
     from airflow_dbstream.hooks.lease import Lease
 
 TRIM_CHUNK = 1000
-
-
-def _picked(columns: Sequence[Sequence[Any]], positions: Sequence[int]) -> Sequence[Sequence[Any]]:
-    """The columns' items at ``positions`` (all of them: the columns as they are)."""
-    return columns if len(positions) == len(columns[0]) else [[c[i] for i in positions] for c in columns]
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,8 @@ class RedisStreamHook(RedisHook):
             return EmitResult(0, 0)
         if encode is None:  # whole messages: their four columns, picked at the positions left
             columns = tuple(zip(*messages, strict=True))
-            versions, encode = Versions(*columns[:3]), partial(_picked, columns)
+            versions = Versions(*columns[:3])
+            encode = lambda left: [take(c, left) for c in columns]  # noqa: E731
         else:
             assert isinstance(messages, Versions)
             versions = messages
