@@ -18,7 +18,7 @@ local row = cmsgpack.unpack(ARGV[3])
 local rows = #row / 4
 local CHUNK = 1000
 local emitted, duplicates = 0, 0
-local lowest, lowest_epoch = nil, ''
+local lowest = nil
 
 local scores, stored = known(seen, digests, row, 4)
 
@@ -38,9 +38,8 @@ for r = 1, rows do
     n = n + 2
     adds[n - 1], adds[n], sets[n - 1], sets[n] = epoch, pkey, pkey, digest
     emitted = emitted + 1
-    local e = tonumber(epoch)
-    if not lowest or e < lowest then
-      lowest, lowest_epoch = e, epoch
+    if not lowest or compare(epoch, lowest) < 0 then
+      lowest = epoch
     end
   else
     duplicates = duplicates + 1
@@ -53,4 +52,4 @@ for first = 1, n, 2 * CHUNK do
   redis.call('HSET', digests, unpack(sets, first, last))
   if keyset then redis.call('ZADD', keyset, 'GT', unpack(adds, first, last)) end
 end
-return {emitted, duplicates, lowest_epoch}
+return {emitted, duplicates, lowest or ''}

@@ -13,6 +13,25 @@ local function xadd(stream, maxlen, ...)
   return redis.call('XADD', stream, '*', ...)
 end
 
+-- Epochs travel as integer texts: the worker's, and a score as ZMSCORE/ZSCORE write it ("%.17g", the
+-- same digits for an integer up to 2^53). So equal texts are equal epochs, and two non-negative texts
+-- of one length up to 16 digits, none above 2^53, compare as texts do: no text is read as a number
+-- (strtod of 16 digits), except for a sign, another length, or a value a double may round.
+local EXACT = '9007199254740992'  -- 2^53
+
+-- -1, 0 or 1 as the epoch text `a` is earlier than, equal to or later than `b`.
+local function compare(a, b)
+  if a == b then
+    return 0
+  end
+  local n = #a
+  if n == #b and n <= 16 and a >= '0' and b >= '0' and (n < 16 or (a <= EXACT and b <= EXACT)) then
+    return a < b and -1 or 1
+  end
+  local x, y = tonumber(a), tonumber(b)
+  return x < y and -1 or (x > y and 1 or 0)
+end
+
 -- The dedup rule: a version (epoch, digest) of a pkey is new when the pkey is not in `seen` (`last`
 -- is false), its epoch is newer than the score there (`last`), or the epochs are equal and its
 -- digest differs from the stored one (`last_digest`, false when none). With `last_digest` nil the
@@ -21,9 +40,9 @@ local function is_new(epoch, digest, last, last_digest, digests, pkey)
   if not last then
     return true
   end
-  local e, l = tonumber(epoch), tonumber(last)
-  if e ~= l then
-    return e > l
+  local order = compare(epoch, last)
+  if order ~= 0 then
+    return order > 0
   end
   if last_digest == nil then
     last_digest = redis.call('HGET', digests, pkey)
@@ -48,7 +67,7 @@ local function known(seen, digests, row, width)
     for r = first, last do
       local score = s[r - first + 1]
       scores[r] = score
-      if score and tonumber(score) == tonumber(row[width * (r - 1) + 2]) then
+      if score and compare(score, row[width * (r - 1) + 2]) == 0 then
         t = t + 1
         tied[t], at[t] = pkeys[r], r
       end

@@ -18,43 +18,50 @@ class Model:
     """The rule of DESIGN.md, one row at a time: new key, newer epoch, or same epoch with another digest."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, int] = {}
+        self.seen: dict[str, float] = {}  # a zset's score is a double: above 2^53 an epoch rounds
         self.digest: dict[str, str] = {}
         self.stream: list[tuple[str, int, bytes]] = []
 
     def emit(self, batch: list[Message]) -> tuple[int, int]:
         emitted = 0
         for m in batch:
-            last = self.seen.get(m.pkey)
-            if last is None or m.epoch_us > last or (m.epoch_us == last and self.digest[m.pkey] != m.digest):
+            last, epoch = self.seen.get(m.pkey), float(m.epoch_us)
+            if last is None or epoch > last or (epoch == last and self.digest[m.pkey] != m.digest):
                 self.stream.append((m.pkey, m.epoch_us, m.payload))
-                self.seen[m.pkey], self.digest[m.pkey] = m.epoch_us, m.digest
+                self.seen[m.pkey], self.digest[m.pkey] = epoch, m.digest
                 emitted += 1
         return emitted, len(batch) - emitted
 
 
-def _message(pkey: int, epoch: int, content: int) -> Message:
+def _message(pkey: int, epoch: int, content: int, base: int = 1_700_000_000_000_000) -> Message:
     payload = f'{{"id":{pkey},"v":{content}}}'.encode()
-    return Message(str(pkey), 1_700_000_000_000_000 + epoch, f"{content % 256:032x}", payload)
+    return Message(str(pkey), base + epoch, f"{content % 256:032x}", payload)
+
+
+# The scripts compare epochs as texts where that is exact; these bases make the epochs of one test
+# cross a sign, a change of length, or 2^53 (where a score rounds and texts no longer tell).
+BASES = {"today": 1_700_000_000_000_000, "sign": -2, "length": 998, "2^53": 2**53 - 2, "e17": 10**17 - 2}
 
 
 @pytest.mark.parametrize("precheck", [False, True])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_batched_script_matches_the_per_row_rule(stream, redis_client, seed, precheck):
+@pytest.mark.parametrize("base", BASES.values(), ids=BASES.keys())
+def test_batched_script_matches_the_per_row_rule(stream, redis_client, seed, precheck, base):
     rng = random.Random(seed)
+    message = lambda pkey, epoch, content: _message(pkey, epoch, content, base)  # noqa: E731
     hook, keys, model = RedisStreamHook("redis_test"), StreamKeys.for_stream(stream), Model()
     for size in (1, 7, 999, 1000, 1001, 2600, 40, 200, 200):
         # Few keys, few epochs and contents: repeats of a key inside one batch, older, equal and newer
         # epochs, equal epochs with another payload; sizes across the script's chunk of 1000.
-        batch = [_message(rng.randrange(300), rng.randrange(5), rng.randrange(3)) for _ in range(size)]
+        batch = [message(rng.randrange(300), rng.randrange(5), rng.randrange(3)) for _ in range(size)]
         if size == 200:  # no repeated key: the precheck filters
-            batch = [_message(k, rng.randrange(5), rng.randrange(3)) for k in rng.sample(range(300), size)]
+            batch = [message(k, rng.randrange(5), rng.randrange(3)) for k in rng.sample(range(300), size)]
         result = hook.emit(keys, "v1", None, batch, precheck=precheck)
         assert (result.emitted, result.duplicates) == model.emit(batch)
 
     entries = redis_client.xrange(stream)
     assert [(f[b"pkey"].decode(), int(f[b"epoch"]), f[b"payload"]) for _, f in entries] == model.stream
-    seen = {k.decode(): int(v) for k, v in redis_client.zrange(keys.seen, 0, -1, withscores=True)}
+    seen = dict((k.decode(), v) for k, v in redis_client.zrange(keys.seen, 0, -1, withscores=True))
     assert seen == model.seen
     assert {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.digest).items()} == model.digest
 
