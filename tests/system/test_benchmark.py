@@ -122,6 +122,20 @@ def test_instruction_counts_smoke_run_prints_each_stage(tmp_path):
         assert left == 0
 
 
+def test_redis_instruction_counts_smoke_run_counts_each_step(tmp_path):
+    """One batch per step, counted by callgrind on a redis-server the script starts and stops itself."""
+    out = tmp_path / "redis.json"
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "redis_instructions.py"), "--batches", "1"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    today = json.loads(out.read_text())["today"]
+    assert set(today) == {"new", "changed", "older", "precheck"}
+    # an XADD per new or changed row costs thousands of instructions; a read-only check of a known row less
+    assert all(1_000 < n < 1_000_000 for n in today.values()), today
+    assert today["precheck"] < today["changed"] and today["older"] < today["changed"], today
+
+
 def test_cycle_instructions_harness_runs_its_cycles_without_valgrind():
     """The whole-cycle count needs five minutes of valgrind; CI runs its cycles, checked, without it."""
     command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "cycle_instructions.py"), "--rows", "500"]
