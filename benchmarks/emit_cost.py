@@ -31,8 +31,8 @@ PAYLOAD = (
     b'{"id":1,"name":"Customer 1","email":"c1@ex.io","tier":"pro","balance":"1.37","country":"DE",'
     b'"active":true,"score":0.125,"since":"2020-01-02","updated_at":"2026-11-26T04:22:25.590083+00:00"}'
 )
-# The reads: ZMSCORE of every row; HMGET only of the rows whose epoch ties their score (none, for new rows).
-READS = """  local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
+# The reads: HMGET of every row's stored version.
+READS = """    local d = redis.call('HMGET', digests, unpack(pkeys, first, last))
 """
 
 
@@ -43,7 +43,7 @@ def variants() -> dict[str, str]:
     cut = {
         "without the digest HSET": ("  redis.call('HSET', digests, unpack(sets, first, last))\n", ""),
         "without the ZADD to seen": ("  redis.call('ZADD', seen, unpack(adds, first, last))\n", ""),
-        "without the ZMSCORE/HMGET reads": (READS, "  local s = {}\n"),
+        "without the HMGET reads": (READS, "    local d = {}\n"),
         "without the XADD": (xadd.group(0) if xadd else "XADD block not found", ""),
     }
     found = {"emit.lua": source}

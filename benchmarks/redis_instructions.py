@@ -45,15 +45,20 @@ EPOCH = 1_764_000_000_000_000
 KEYS = ["{ri}:s", "{ri}:seen", "{ri}:digest"]
 
 
-def batches(count: int, shift: int, version: int, *, payloads: bool = True) -> list[bytes]:
-    """``count`` packed batches of keys 0.., epochs EPOCH + shift + key, digests of ``version``."""
+def batches(
+    count: int, shift: int, version: int, *, payloads: bool = True, versions: bool = True
+) -> list[bytes]:
+    """``count`` packed batches of keys 0.., epochs EPOCH + shift + key, digests of ``version`` (sent as
+    versions, epoch:digest, unless ``versions`` is false: the scripts before versions took the digest)."""
     out = []
     for b in range(count):
         keys = range(b * ROWS, (b + 1) * ROWS)
         pkeys = [str(k) for k in keys]
         epochs = [EPOCH + shift + k for k in keys]
         digests = [f"{version:08x}{k:024x}" for k in keys]
-        out.append(pack_rows(pkeys, epochs, digests, [PAYLOAD] * ROWS if payloads else None))
+        out.append(
+            pack_rows(pkeys, epochs, digests, [PAYLOAD] * ROWS if payloads else None, versions=versions)
+        )
     return out
 
 
@@ -119,13 +124,23 @@ def measure(emit: str, precheck: str | None, count: int, valgrind: bool) -> dict
             except redis.ConnectionError:
                 time.sleep(0.1)
         sha = client.script_load(emit)
-        new, changed, older = batches(count, 0, 1), batches(count, 10**9, 2), batches(count, 5, 3)
+        versions = "is_version" in emit  # else a build that stored bare digests
+        new, changed, older = (
+            batches(count, s, v, versions=versions) for s, v in ((0, 1), (10**9, 2), (5, 3))
+        )
         step("new", lambda: emits(new, (ROWS, 0)))
         step("changed", lambda: emits(changed, (ROWS, 0)))
         step("older", lambda: emits(older, (0, ROWS)))
         if precheck is not None:
-            pre, known = client.script_load(precheck), batches(count, 10**9, 2, payloads=False)
-            step("precheck", lambda: [client.evalsha(pre, 2, *KEYS[1:], b) == [] or 1 / 0 for b in known])
+            pre = client.script_load(precheck)
+            known = batches(count, 10**9, 2, payloads=False, versions=versions)
+            script_keys = KEYS[2:] if versions else KEYS[1:]  # precheck.lua read `seen` too before versions
+            step(
+                "precheck",
+                lambda: [
+                    client.evalsha(pre, len(script_keys), *script_keys, b) == [] or 1 / 0 for b in known
+                ],
+            )
     finally:
         client.shutdown(nosave=True)
         process.wait()

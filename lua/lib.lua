@@ -13,73 +13,74 @@ local function xadd(stream, maxlen, ...)
   return redis.call('XADD', stream, '*', ...)
 end
 
--- Epochs travel as integer texts: the worker's, and a score as ZMSCORE/ZSCORE write it ("%.17g", the
--- same digits for an integer up to 2^53). So equal texts are equal epochs, and two non-negative texts
--- of one length up to 16 digits, none above 2^53, compare as texts do: no text is read as a number
--- (strtod of 16 digits), except for a sign, another length, or a value a double may round.
-local EXACT = '9007199254740992'  -- 2^53
+-- Epochs travel as the worker's integer texts (no leading zero, '-' for a sign), and the versions
+-- keep them so. Such texts compare exactly without being read as numbers (no strtod of 16 digits,
+-- no rounding above 2^53): equal texts are equal epochs; a negative one is the smaller; of two of one
+-- sign the longer has the larger magnitude, and of one length the greater text. Lua compares
+-- strings by the server's locale (Redis sets LC_COLLATE from its environment), which orders digits
+-- as digits but may ignore a '-': the sign is read as a byte, and only texts of one sign and one
+-- length are compared as strings.
+local MINUS, byte = 45, string.byte  -- '-'
 
 -- -1, 0 or 1 as the epoch text `a` is earlier than, equal to or later than `b`.
 local function compare(a, b)
   if a == b then
     return 0
   end
-  local n = #a
-  if n == #b and n <= 16 and a >= '0' and b >= '0' and (n < 16 or (a <= EXACT and b <= EXACT)) then
-    return a < b and -1 or 1
+  local negative = byte(a) == MINUS
+  if negative ~= (byte(b) == MINUS) then
+    return negative and -1 or 1
   end
-  local x, y = tonumber(a), tonumber(b)
-  return x < y and -1 or (x > y and 1 or 0)
+  local larger = #a > #b  -- in magnitude
+  if #a == #b then
+    larger = a > b
+  end
+  if negative then
+    larger = not larger
+  end
+  return larger and 1 or -1
 end
 
--- The dedup rule: a version (epoch, digest) of a pkey is new when the pkey is not in `seen` (`last`
--- is false), its epoch is newer than the score there (`last`), or the epochs are equal and its
--- digest differs from the stored one (`last_digest`, false when none). With `last_digest` nil the
--- stored digest is read from the hash `digests`, and only when the epochs are equal.
-local function is_new(epoch, digest, last, last_digest, digests, pkey)
+-- A version is the text "<epoch>:<digest>" (the digest: 32 hex digits), as the worker sends it and
+-- the hash `digest` keeps it per pkey (the version last sent). Whether `value` is one: what earlier
+-- builds stored there (a bare digest, 16 or 32 bytes) is not; upgrade.lua rewrites those.
+local function is_version(value)
+  return #value >= 34 and byte(value, -33) == 58  -- ':'
+end
+
+-- The dedup rule: a version (epoch, digest) of a pkey is new when none was sent (`last` is false),
+-- its epoch is newer than the last one sent, or the epochs are equal and the digests differ. `last`
+-- is the stored version (or false); equal versions are one text, so an unchanged row costs no more
+-- than that comparison. A stored value that is no version (a bare digest an upgrade has not
+-- rewritten) says nothing: the row is new, sent rather than lost.
+local function is_new(epoch, version, last)
   if not last then
     return true
   end
-  local order = compare(epoch, last)
-  if order ~= 0 then
-    return order > 0
+  if last == version or not is_version(last) then
+    return last ~= version
   end
-  if last_digest == nil then
-    last_digest = redis.call('HGET', digests, pkey)
-  end
-  return last_digest ~= digest
+  local order = compare(epoch, string.sub(last, 1, #last - 33))
+  return order >= 0  -- newer, or the same epoch with another digest (the versions differ)
 end
 
--- What `seen` and `digests` hold for a batch: `row` is a flat array of `width` texts per row, pkey
--- then epoch first. Returns per row its score in `seen` (false: absent) and, only for the rows whose
--- epoch equals their score (the only ones is_new compares digests of), the stored digest (false:
--- none). Read for 1000 rows per call rather than per row.
-local function known(seen, digests, row, width)
+-- The versions the hash `digests` holds for a batch: `row` is a flat array of `width` texts per row,
+-- pkey first. Returns per row the stored version (false: none). Read for 1000 rows per call (HMGET)
+-- rather than per row.
+local function known(digests, row, width)
   local rows, CHUNK = #row / width, 1000
-  local pkeys, scores, stored = {}, {}, {}
+  local pkeys, stored = {}, {}
   for r = 1, rows do
     pkeys[r] = row[width * (r - 1) + 1]
   end
   for first = 1, rows, CHUNK do
     local last = math.min(first + CHUNK - 1, rows)
-    local s = redis.call('ZMSCORE', seen, unpack(pkeys, first, last))
-    local tied, at, t = {}, {}, 0
+    local d = redis.call('HMGET', digests, unpack(pkeys, first, last))
     for r = first, last do
-      local score = s[r - first + 1]
-      scores[r] = score
-      if score and compare(score, row[width * (r - 1) + 2]) == 0 then
-        t = t + 1
-        tied[t], at[t] = pkeys[r], r
-      end
-    end
-    if t > 0 then
-      local d = redis.call('HMGET', digests, unpack(tied))
-      for k = 1, t do
-        stored[at[k]] = d[k]
-      end
+      stored[r] = d[r - first + 1]
     end
   end
-  return scores, stored
+  return stored
 end
 
 -- One bounded chunk: at most `limit` members of the zset `key` scored strictly below `cutoff`, lowest

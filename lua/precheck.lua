@@ -1,17 +1,17 @@
 #!lua flags=no-writes
 -- precheck.lua: which rows of a batch may be new, read only: the worker's precheck of a mostly
--- unchanged window, by lib.lua's is_new against what `seen` and `digest` hold (lib.lua's known), so
--- the rule stands once and the reply is only the rows left (none, for an unchanged window). emit.lua
--- still judges what is then sent.
--- KEYS[1] seen (zset pkey -> epoch)   KEYS[2] digest (hash pkey -> digest)
--- ARGV[1] the rows: one flat MessagePack array of three texts per row: pkey, epoch, digest
+-- unchanged window, by lib.lua's is_new against the versions the hash `digest` holds (lib.lua's
+-- known), so the rule stands once and the reply is only the rows left (none, for an unchanged
+-- window). emit.lua still judges what is then sent.
+-- KEYS[1] digest (hash pkey -> version)
+-- ARGV[1] the rows: one flat MessagePack array of three texts per row: pkey, epoch, version
 --   (core/rows.py's pack_rows)
 -- Returns the 0-based positions of the rows that may be new, increasing.
 local row = cmsgpack.unpack(ARGV[1])
-local scores, stored = known(KEYS[1], KEYS[2], row, 3)
+local stored = known(KEYS[1], row, 3)
 local fresh = {}
 for r = 1, #row / 3 do
-  if is_new(row[3 * r - 1], row[3 * r], scores[r], stored[r]) then
+  if is_new(row[3 * r - 1], row[3 * r], stored[r]) then
     fresh[#fresh + 1] = r - 1
   end
 end

@@ -10,6 +10,13 @@ if ! pkg-config --exists mariadb 2>/dev/null && ! pkg-config --exists mysqlclien
         || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmariadb-dev pkg-config >/dev/null; }
 fi
 
+# A test runs a Redis that collates strings by en_US.UTF-8 (compiled by localedef from these definitions).
+if [ ! -e /usr/share/i18n/locales/en_US ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's locales (the en_US definition a test compiles)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq locales >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq locales >/dev/null; }
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 # Called by the hook: scripts by SHA, (re)loaded on NOSCRIPT (the precheck of a mostly unchanged window is
-# precheck.lua: ZMSCORE seen, HMGET digest); the state read at cycle start.
+# precheck.lua: HMGET digest); the state read at cycle start.
 CLIENT_COMMANDS = ("evalsha", "script|load", "hgetall")
 # Called inside the Lua scripts (ACL applies to them too): lease, fence, lib, emit, precheck, delete,
 # commit, trim, sweep. The snapshot's progress (HSET/HDEL on <tag>:state) needs no more.
 SCRIPT_COMMANDS = (
     "set", "get", "pttl", "pexpire", "del",
-    "xadd", "zmscore", "hmget", "zadd", "hget", "hset",
+    "xadd", "hmget", "zadd", "hget", "hset",
     "zrange", "zrem", "hdel",
 )  # fmt: skip
 # Called after each cycle to keep the stream's status in <tag>:state (airflow_dbstream.hooks.status).
@@ -24,9 +24,12 @@ RESET_REPLAY_COMMANDS = (
     "evalsha", "script|load", "set", "get", "pttl", "pexpire", "del",
     "hgetall", "zcard", "hset", "xadd",
 )  # fmt: skip
-# Called by delete.lua when a query marks rows deleted (soft deletes): its per-row dedup; and by
+# Called by delete.lua when a query marks rows deleted (soft deletes): its per-row dedup (HGET); and by
 # deadletter.lua (on_bad_row="dead_letter"), whose other commands (XADD, ZADD) a cycle has already.
 DELETE_COMMANDS = ("zscore", "hget")
+# Called once by the first cycle of a stream an earlier build wrote: upgrade.lua reads <tag>:digest in
+# chunks (HSCAN) and each bare digest's epoch (ZSCORE seen), then HSET or HDEL.
+UPGRADE_COMMANDS = ("hscan", "zscore")
 # Called by ReconcileDeletesOperator (hard deletes): it counts and marks <tag>:keys, then runs sweep.lua.
 RECONCILE_COMMANDS = ("zcount", "zadd", "evalsha")
 # What redis-py's RedisCluster asks to learn the topology and the commands' keys.
@@ -39,7 +42,12 @@ CONSUMER_COMMANDS = ("xgroup|create", "xreadgroup", "xautoclaim", "xack", "xrang
 CYCLE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS + STATUS_COMMANDS))
 REQUIRED_COMMANDS = tuple(
     dict.fromkeys(
-        CYCLE_COMMANDS + ASSET_COMMANDS + DELETE_COMMANDS + RESET_REPLAY_COMMANDS + RECONCILE_COMMANDS
+        CYCLE_COMMANDS
+        + ASSET_COMMANDS
+        + DELETE_COMMANDS
+        + UPGRADE_COMMANDS
+        + RESET_REPLAY_COMMANDS
+        + RECONCILE_COMMANDS
     )
 )
 

@@ -18,12 +18,16 @@ import xxhash
 
 from airflow_dbstream.core.encoding import TEXTUAL, JsonText
 
-# What `<tag>:digest` holds, recorded in `<tag>:state` (keys.DIGEST_FORMAT) by every committed cycle.
-# Streams committed before this format have no such field: their digests were BLAKE2b of the payload.
-# Format 1 held 16 raw bytes and digested json/jsonb columns as the driver's parsed objects; 2 holds the
-# same hash as 32 hexadecimal characters (scripts take a batch as one MessagePack argument, and Redis's
-# cmsgpack reads no binary type) and digests json/jsonb columns as their text.
+# The digest of a row version. Streams committed before format 1 have no format recorded: their digests
+# were BLAKE2b of the payload. Format 1 held 16 raw bytes and digested json/jsonb columns as the
+# driver's parsed objects; 2 holds the same hash as 32 hexadecimal characters (scripts take a batch as
+# one MessagePack argument, and Redis's cmsgpack reads no binary type) and digests json/jsonb columns
+# as their text.
 FORMAT = "xxh3-128-hex:msgpack-typed:2"
+# What `<tag>:digest` holds per pkey, recorded in `<tag>:state` (keys.DIGEST_FORMAT) by every committed
+# cycle: the version last sent, "<epoch>:<digest>" (lua/lib.lua's is_version). Earlier builds kept the
+# bare digest (the field then says FORMAT, or an older one, or nothing); lua/upgrade.lua rewrites those.
+VERSIONS_FORMAT = "epoch:" + FORMAT
 _BIG_INT, _TEXT, _JSON = 1, 2, 3  # MessagePack extension codes of values it has no type for
 _INT64 = range(-(2**63), 2**64)  # the integers MessagePack holds as such
 

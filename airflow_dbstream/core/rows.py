@@ -100,12 +100,19 @@ def pack_rows(
     epochs: Sequence[int],
     thirds: Sequence[str],
     payloads: Sequence[bytes] | None = None,
+    *,
+    versions: bool = True,
 ) -> bytes:
-    """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, digest (a replay:
-    op) and payload per row (the precheck: no payload), all text, for Redis's cmsgpack reads no binary
-    type. redis-py would encode four arguments per row in Python (as much worker time as the script's
-    Redis time); here the epochs' texts come from one msgspec call."""
+    """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, version and
+    payload per row (the precheck: no payload), all text, for Redis's cmsgpack reads no binary type.
+
+    ``thirds`` are the digests, sent as versions ``"<epoch>:<digest>"`` (what the hash ``digest``
+    keeps per pkey, so an unchanged row is one text comparison in Redis); with ``versions=False``
+    they go as they are (a replay's ops). redis-py would encode four arguments per row in Python (as
+    much worker time as the script's Redis time); here the epochs' texts come from one msgspec call."""
     epoch_texts = msgspec.json.encode(epochs)[1:-1].decode().split(",") if len(epochs) else []
+    if versions:
+        thirds = list(map(":".join, zip(epoch_texts, thirds, strict=True)))
     columns = [pkeys, epoch_texts, thirds] + ([] if payloads is None else [map(bytes.decode, payloads)])
     return msgspec.msgpack.encode(list(chain.from_iterable(zip(*columns, strict=True))))
 

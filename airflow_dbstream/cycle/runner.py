@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.digest import FORMAT as DIGEST_FORMAT
+from airflow_dbstream.core.digest import VERSIONS_FORMAT
 from airflow_dbstream.core.figures import (
     cycle_figures,
     cycle_line,
@@ -162,7 +163,7 @@ class CycleRunner:
                 )
             window = plan_window(state.watermark_us, spec.lookback_us, spec.start_from_us, read_us)
             self._window = window
-            self._say_digest_format(state)
+            self._upgrade_versions(state, held)
             snapshot: Snapshot | None = None
             if window.snapshot and spec.chunked_first_load:
                 snapshot = Snapshot(spec, source, self.redis, pipeline, self.log)
@@ -201,7 +202,7 @@ class CycleRunner:
         recorded = {
             state_fields.LAST_CYCLE: json.dumps({**figures, "finished_at": datetime.now(UTC).isoformat()}),
             **({state_fields.TRACK_KEYS: "1"} if spec.track_keys else {}),
-            state_fields.DIGEST_FORMAT: DIGEST_FORMAT,
+            state_fields.DIGEST_FORMAT: VERSIONS_FORMAT,
         }
         committed_us = self.redis.commit(spec.keys, watermark_us, spec.lookback_us + slack, recorded, held)
         if spec.dead_letters and committed_us is not None:  # the bad versions no window reads again
@@ -211,20 +212,33 @@ class CycleRunner:
             figures["lag_seconds"] = lag_seconds(committed_us, end_us)
         return figures
 
-    def _say_digest_format(self, state: StreamState) -> None:
-        """A stream whose digests an older release wrote: its window's rows are sent once more, said once."""
+    def _upgrade_versions(self, state: StreamState, held: lease.Lease) -> None:
+        """A stream an earlier build wrote keeps bare digests in ``<tag>:digest``: they become versions
+        (lua/upgrade.lua) before anything is read. Digests of today's format are kept, so nothing is
+        sent again; older ones cannot be: the window's rows at the epoch ``seen`` holds are sent once
+        more, said in one WARNING (again by a rerun of a failed upgrade cycle, which sends nothing)."""
         written = state.watermark_us is not None or state_fields.SNAPSHOT_CURSOR in state.fields
         found = state.fields.get(state_fields.DIGEST_FORMAT)
-        if written and found != DIGEST_FORMAT:
-            self.log.warning(
-                "Stream %s: its digests were written in %s, not %s (the typed digest of 0.1.0 onwards): "
-                "this cycle sends again, once, the rows of its window that seen already holds at the same "
-                "epoch; consumers receive those versions twice. Later cycles do not. See "
-                "docs/performance.md, 'Upgrading'.",
-                self.spec.stream,
-                f"format {found!r}" if found else "the payload-hash format of earlier builds",
-                DIGEST_FORMAT,
-            )
+        if not written or found == VERSIONS_FORMAT:
+            return
+        keep = found == DIGEST_FORMAT
+        rewritten = self.redis.upgrade_versions(self.spec.keys, keep_digests=keep, lease=held)
+        if keep:
+            self.log.info(
+                "Stream %s: %d entries of %s rewritten from digests to versions (epoch:digest, %s); "
+                "nothing is sent again.",
+                self.spec.stream, rewritten, self.spec.keys.digest, VERSIONS_FORMAT,
+            )  # fmt: skip
+            return
+        self.log.warning(
+            "Stream %s: its digests were written in %s, not %s (the typed digest of 0.1.0 onwards): "
+            "this cycle sends again, once, the rows of its window that seen already holds at the same "
+            "epoch; consumers receive those versions twice. Later cycles do not. See "
+            "docs/performance.md, 'Upgrading'.",
+            self.spec.stream,
+            f"format {found!r}" if found else "the payload-hash format of earlier builds",
+            DIGEST_FORMAT,
+        )
 
     def _say_once(self, text: str) -> None:
         if text not in _SAID:

@@ -142,7 +142,7 @@ class RedisStreamHook(RedisHook):
         return EmitResult(int(emitted), int(duplicates) + skipped, lowest_us)
 
     def may_be_new(self, keys: StreamKeys, versions: Versions) -> Sequence[int]:
-        """The positions (increasing) of the versions that ``seen`` and ``digest`` leave possibly new,
+        """The positions (increasing) of the versions that ``digest`` leaves possibly new,
         by precheck.lua: the rule is applied in Redis, and an unchanged window's reply is empty.
 
         A batch that repeats a pkey is kept whole, since the script compares a repeat with the version
@@ -151,7 +151,7 @@ class RedisStreamHook(RedisHook):
         if len(set(versions.pkeys)) != len(versions):
             return range(len(versions))
         packed = pack_rows(versions.pkeys, versions.epochs_us, versions.digests)
-        return self.run_script("precheck", keys, [keys.seen, keys.digest], [packed])
+        return self.run_script("precheck", keys, [keys.digest], [packed])
 
     def replay(
         self,
@@ -165,7 +165,7 @@ class RedisStreamHook(RedisHook):
         """Append (pkey, epoch, op, payload) rows again, marked ``replay=marker``; no dedup, no state."""
         if not rows:
             return 0
-        args = [variant, maxlen or 0, marker, pack_rows(*zip(*rows, strict=True))]
+        args = [variant, maxlen or 0, marker, pack_rows(*zip(*rows, strict=True), versions=False)]
         return int(self.run_script("replay", keys, [keys.stream], args, lease))
 
     def dead_letter(
@@ -213,6 +213,19 @@ class RedisStreamHook(RedisHook):
     def trim_dead(self, keys: StreamKeys, cutoff_us: int, chunk: int = TRIM_CHUNK) -> int:
         """Remove the dead letters' identities scored below cutoff from ``dead_seen``, as ``trim`` does."""
         return self._chunked("trim", keys, [keys.dead_seen], [cutoff_us, chunk], chunk)
+
+    def upgrade_versions(
+        self, keys: StreamKeys, *, keep_digests: bool, lease: Lease, chunk: int = TRIM_CHUNK
+    ) -> int:
+        """Rewrite the bare digests an earlier build left in ``digest`` into versions (upgrade.lua), about
+        ``chunk`` per call; ``keep_digests`` when they are of today's digest format. Returns how many."""
+        cursor, done = "0", 0
+        while True:
+            args = [cursor, chunk, "1" if keep_digests else "0"]
+            cursor, n = self.run_script("upgrade", keys, [keys.seen, keys.digest], args, lease)
+            cursor, done = cursor.decode() if isinstance(cursor, bytes) else str(cursor), done + int(n)
+            if cursor == "0":
+                return done
 
     def _chunked(
         self,

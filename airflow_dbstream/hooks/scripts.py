@@ -13,11 +13,12 @@ from pathlib import Path
 
 SCRIPT_NAMES = (
     "emit", "commit", "trim", "delete", "sweep", "lease", "replay", "reset", "deadletter", "precheck",
+    "upgrade",
 )  # fmt: skip
 # Scripts that write what only the lock holder may write: run behind lua/fence.lua during a cycle.
-FENCED_SCRIPTS = ("emit", "delete", "commit", "sweep", "replay", "reset", "deadletter")
+FENCED_SCRIPTS = ("emit", "delete", "commit", "sweep", "replay", "reset", "deadletter", "upgrade")
 # Scripts that call lua/lib.lua's functions (xadd, is_new, known, below, forget): it is prepended to them.
-LIB_SCRIPTS = ("emit", "delete", "trim", "sweep", "replay", "deadletter", "precheck")
+LIB_SCRIPTS = ("emit", "delete", "trim", "sweep", "replay", "deadletter", "precheck", "upgrade")
 
 
 @cache

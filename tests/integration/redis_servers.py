@@ -29,7 +29,15 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process in the foreground, so the test can SIGKILL and restart it."""
 
-    def __init__(self, workdir: Path, *extra: str, port: int | None = None, tls: TlsFiles | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *extra: str,
+        port: int | None = None,
+        tls: TlsFiles | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        self.env = env  # the server's environment (e.g. its locale), else this process's
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -47,7 +55,9 @@ class RedisServer:
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -11,17 +11,19 @@ from airflow_dbstream.core.rows import Version, Versions, pack_rows
 def test_pack_rows_is_the_flat_array_of_texts_the_scripts_unpack():
     pkeys, epochs = ["1", "é,\x00 2"], [1_764_131_000_000_123, -(2**62)]
     payloads = [b'{"a":"\\u0000,"}', '{"b":"日本"}'.encode()]
-    packed = pack_rows(pkeys, epochs, ["d1", "d2"], payloads)
+    packed = pack_rows(pkeys, epochs, ["d1", "d2"], payloads)  # the digests go as versions, epoch:digest
     assert msgspec.msgpack.decode(packed) == [
-        "1", "1764131000000123", "d1", '{"a":"\\u0000,"}',
-        "é,\x00 2", str(-(2**62)), "d2", '{"b":"日本"}',
+        "1", "1764131000000123", "1764131000000123:d1", '{"a":"\\u0000,"}',
+        "é,\x00 2", str(-(2**62)), f"{-(2**62)}:d2", '{"b":"日本"}',
     ]  # fmt: skip
+    replay = pack_rows(pkeys, epochs, ["", "delete"], payloads, versions=False)  # a replay's ops as they are
+    assert msgspec.msgpack.decode(replay)[2::4] == ["", "delete"]
 
 
 def test_every_payload_stays_whole_and_the_columns_must_agree():
     packed = pack_rows(["1", "2"], [1, 2], ["d", "e"], [b'{"a":"\x00,"}', b"{}"])  # a NUL splits nothing
-    assert msgspec.msgpack.decode(packed) == ["1", "1", "d", '{"a":"\x00,"}', "2", "2", "e", "{}"]
-    assert msgspec.msgpack.decode(pack_rows(["1"], [7], ["d"])) == ["1", "7", "d"]  # the precheck's
+    assert msgspec.msgpack.decode(packed) == ["1", "1", "1:d", '{"a":"\x00,"}', "2", "2", "2:e", "{}"]
+    assert msgspec.msgpack.decode(pack_rows(["1"], [7], ["d"])) == ["1", "7", "7:d"]  # the precheck's
     with pytest.raises(ValueError):  # a column shorter than the others
         pack_rows(["1", "2"], [1, 2], ["d"], [b"{}", b"{}"])
 
