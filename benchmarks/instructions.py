@@ -76,7 +76,7 @@ def child(table: str, batch_size: int) -> None:
     import redis
 
     from airflow_dbstream.core.keys import StreamKeys
-    from airflow_dbstream.core.rows import RowEncoder, pack_rows
+    from airflow_dbstream.core.rows import RowEncoder, pack_rows, pack_versions
     from airflow_dbstream.core.spec import StreamSpec
     from airflow_dbstream.hooks.scripts import script_source
 
@@ -123,7 +123,7 @@ def child(table: str, batch_size: int) -> None:
             left = 0
             for batch in versions:
                 assert len(set(batch.pkeys)) == len(batch)  # as may_be_new checks (no pkey repeats)
-                packed = pack_rows(batch.pkeys, batch.epochs_us, batch.digests)
+                packed = pack_versions(batch.pkeys, batch.epochs_us, batch.digests)
                 left += len(precheck(keys=[keys.digest], args=[packed]))
             return left
 

@@ -33,7 +33,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from airflow_dbstream.core.rows import pack_rows  # noqa: E402
+import msgspec  # noqa: E402
+
+from airflow_dbstream.core.rows import pack_rows, pack_versions  # noqa: E402
 from airflow_dbstream.hooks.scripts import script_source  # noqa: E402
 
 PAYLOAD = (
@@ -48,17 +50,22 @@ KEYS = ["{ri}:s", "{ri}:seen", "{ri}:digest"]
 def batches(
     count: int, shift: int, version: int, *, payloads: bool = True, versions: bool = True
 ) -> list[bytes]:
-    """``count`` packed batches of keys 0.., epochs EPOCH + shift + key, digests of ``version`` (sent as
-    versions, epoch:digest, unless ``versions`` is false: the scripts before versions took the digest)."""
+    """``count`` packed batches of keys 0.., epochs EPOCH + shift + key, digests of ``version``: as
+    emit.lua takes them, or without ``payloads`` as precheck.lua does. Without ``versions``, as the
+    scripts before versions took them (the bare digest; the precheck: pkey, epoch, digest)."""
     out = []
     for b in range(count):
         keys = range(b * ROWS, (b + 1) * ROWS)
         pkeys = [str(k) for k in keys]
         epochs = [EPOCH + shift + k for k in keys]
         digests = [f"{version:08x}{k:024x}" for k in keys]
-        out.append(
-            pack_rows(pkeys, epochs, digests, [PAYLOAD] * ROWS if payloads else None, versions=versions)
-        )
+        if payloads:
+            out.append(pack_rows(pkeys, epochs, digests, [PAYLOAD] * ROWS, versions=versions))
+        elif versions:
+            out.append(pack_versions(pkeys, epochs, digests))
+        else:
+            flat = [t for row in zip(pkeys, map(str, epochs), digests, strict=True) for t in row]
+            out.append(msgspec.msgpack.encode(flat))
     return out
 
 

@@ -15,7 +15,7 @@ local emitted, duplicates = 0, 0
 
 for i = 1, #row, 4 do
   local pkey, epoch, version, payload = row[i], row[i + 1], row[i + 2], row[i + 3]
-  if is_new(epoch, version, redis.call('HGET', digests, pkey)) then
+  if is_new(version, redis.call('HGET', digests, pkey), epoch) then
     xadd(stream, maxlen, 'payload', payload, 'variant', variant, 'epoch', epoch, 'pkey', pkey, 'op', 'delete')
     redis.call('ZADD', seen, epoch, pkey)
     redis.call('HSET', digests, pkey, version)

@@ -27,7 +27,7 @@ local adds, sets, n = {}, {}, 0  -- ZADD score/member and HSET field/value pairs
 for r = 1, rows do
   local i = 4 * r - 3
   local pkey, epoch, version = row[i], row[i + 1], row[i + 2]
-  if is_new(epoch, version, earlier[pkey] or stored[r]) then
+  if is_new(version, earlier[pkey] or stored[r], epoch) then
     xadd(stream, maxlen, 'payload', row[i + 3], 'variant', variant, 'epoch', epoch, 'pkey', pkey)
     earlier[pkey] = version
     n = n + 2

@@ -48,20 +48,26 @@ local function is_version(value)
   return #value >= 34 and byte(value, -33) == 58  -- ':'
 end
 
+-- The epoch text of a version.
+local function epoch_of(version)
+  return string.sub(version, 1, #version - 33)
+end
+
 -- The dedup rule: a version (epoch, digest) of a pkey is new when none was sent (`last` is false),
 -- its epoch is newer than the last one sent, or the epochs are equal and the digests differ. `last`
 -- is the stored version (or false); equal versions are one text, so an unchanged row costs no more
--- than that comparison. A stored value that is no version (a bare digest an upgrade has not
--- rewritten) says nothing: the row is new, sent rather than lost.
-local function is_new(epoch, version, last)
+-- than that comparison. `epoch` is the version's epoch text when the caller has it. A stored value
+-- that is no version (a bare digest an upgrade has not rewritten) says nothing: the row is new,
+-- sent rather than lost.
+local function is_new(version, last, epoch)
   if not last then
     return true
   end
   if last == version or not is_version(last) then
     return last ~= version
   end
-  local order = compare(epoch, string.sub(last, 1, #last - 33))
-  return order >= 0  -- newer, or the same epoch with another digest (the versions differ)
+  -- newer, or the same epoch with another digest (the versions differ)
+  return compare(epoch or epoch_of(version), epoch_of(last)) >= 0
 end
 
 -- The versions the hash `digests` holds for a batch: `row` is a flat array of `width` texts per row,

@@ -4,14 +4,14 @@
 -- known), so the rule stands once and the reply is only the rows left (none, for an unchanged
 -- window). emit.lua still judges what is then sent.
 -- KEYS[1] digest (hash pkey -> version)
--- ARGV[1] the rows: one flat MessagePack array of three texts per row: pkey, epoch, version
---   (core/rows.py's pack_rows)
+-- ARGV[1] the rows: one flat MessagePack array of two texts per row: pkey, version ("<epoch>:<digest>")
+--   (core/rows.py's pack_versions)
 -- Returns the 0-based positions of the rows that may be new, increasing.
 local row = cmsgpack.unpack(ARGV[1])
-local stored = known(KEYS[1], row, 3)
+local stored = known(KEYS[1], row, 2)
 local fresh = {}
-for r = 1, #row / 3 do
-  if is_new(row[3 * r - 1], row[3 * r], stored[r]) then
+for r = 1, #row / 2 do
+  if is_new(row[2 * r], stored[r]) then
     fresh[#fresh + 1] = r - 1
   end
 end

@@ -3,7 +3,7 @@ checked and named when bad, and the payloads (core/encoding.py) of the rows to s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, time
 from functools import partial
 from itertools import chain
@@ -95,26 +95,39 @@ def messages_of(versions: Versions, payloads: Sequence[bytes]) -> list[Message]:
     return list(map(_new_message, zip(*columns, strict=True)))
 
 
+def _epoch_texts(epochs: Sequence[int]) -> list[str]:
+    """The epochs' integer texts, from one msgspec call."""
+    return msgspec.json.encode(epochs)[1:-1].decode().split(",") if len(epochs) else []
+
+
+def _pack(*columns: Iterable[str]) -> bytes:
+    return msgspec.msgpack.encode(list(chain.from_iterable(zip(*columns, strict=True))))
+
+
 def pack_rows(
     pkeys: Sequence[str],
     epochs: Sequence[int],
     thirds: Sequence[str],
-    payloads: Sequence[bytes] | None = None,
+    payloads: Sequence[bytes],
     *,
     versions: bool = True,
 ) -> bytes:
-    """A batch as the scripts' one argument: a flat MessagePack array of pkey, epoch, version and
-    payload per row (the precheck: no payload), all text, for Redis's cmsgpack reads no binary type.
+    """A batch as the emit scripts' one argument: a flat MessagePack array of pkey, epoch, version and
+    payload per row, all text, for Redis's cmsgpack reads no binary type.
 
     ``thirds`` are the digests, sent as versions ``"<epoch>:<digest>"`` (what the hash ``digest``
     keeps per pkey, so an unchanged row is one text comparison in Redis); with ``versions=False``
     they go as they are (a replay's ops). redis-py would encode four arguments per row in Python (as
     much worker time as the script's Redis time); here the epochs' texts come from one msgspec call."""
-    epoch_texts = msgspec.json.encode(epochs)[1:-1].decode().split(",") if len(epochs) else []
+    epoch_texts = _epoch_texts(epochs)
     if versions:
         thirds = list(map(":".join, zip(epoch_texts, thirds, strict=True)))
-    columns = [pkeys, epoch_texts, thirds] + ([] if payloads is None else [map(bytes.decode, payloads)])
-    return msgspec.msgpack.encode(list(chain.from_iterable(zip(*columns, strict=True))))
+    return _pack(pkeys, epoch_texts, thirds, map(bytes.decode, payloads))
+
+
+def pack_versions(pkeys: Sequence[str], epochs: Sequence[int], digests: Sequence[str]) -> bytes:
+    """A batch as the precheck's one argument: pkey and version (``"<epoch>:<digest>"``) per row."""
+    return _pack(pkeys, map(":".join, zip(_epoch_texts(epochs), digests, strict=True)))
 
 
 class RowEncoder:

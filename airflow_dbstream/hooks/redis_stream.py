@@ -14,7 +14,7 @@ from airflow_dbstream.core import keys as state_fields
 from airflow_dbstream.core.deadletters import DeadLetter
 from airflow_dbstream.core.errors import DbStreamRedisError
 from airflow_dbstream.core.keys import StreamKeys, parse_watermark
-from airflow_dbstream.core.rows import Columns, Message, Versions, pack_rows, take
+from airflow_dbstream.core.rows import Columns, Message, Versions, pack_rows, pack_versions, take
 from airflow_dbstream.core.window import trim_cutoff
 from airflow_dbstream.hooks import faults
 from airflow_dbstream.hooks.redis_client import ClientArgs, client_args, sync_client
@@ -150,7 +150,7 @@ class RedisStreamHook(RedisHook):
         """
         if len(set(versions.pkeys)) != len(versions):
             return range(len(versions))
-        packed = pack_rows(versions.pkeys, versions.epochs_us, versions.digests)
+        packed = pack_versions(versions.pkeys, versions.epochs_us, versions.digests)
         return self.run_script("precheck", keys, [keys.digest], [packed])
 
     def replay(

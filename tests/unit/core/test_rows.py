@@ -5,7 +5,7 @@ import msgspec
 import pytest
 
 from airflow_dbstream.core.digest import Digester, column_types
-from airflow_dbstream.core.rows import Version, Versions, pack_rows
+from airflow_dbstream.core.rows import Version, Versions, pack_rows, pack_versions
 
 
 def test_pack_rows_is_the_flat_array_of_texts_the_scripts_unpack():
@@ -23,7 +23,7 @@ def test_pack_rows_is_the_flat_array_of_texts_the_scripts_unpack():
 def test_every_payload_stays_whole_and_the_columns_must_agree():
     packed = pack_rows(["1", "2"], [1, 2], ["d", "e"], [b'{"a":"\x00,"}', b"{}"])  # a NUL splits nothing
     assert msgspec.msgpack.decode(packed) == ["1", "1", "1:d", '{"a":"\x00,"}', "2", "2", "2:e", "{}"]
-    assert msgspec.msgpack.decode(pack_rows(["1"], [7], ["d"])) == ["1", "7", "7:d"]  # the precheck's
+    assert msgspec.msgpack.decode(pack_versions(["1", "2"], [7, -8], ["d", "e"])) == ["1", "7:d", "2", "-8:e"]
     with pytest.raises(ValueError):  # a column shorter than the others
         pack_rows(["1", "2"], [1, 2], ["d"], [b"{}", b"{}"])
 
