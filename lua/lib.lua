@@ -66,6 +66,12 @@ local function is_new(version, last, epoch)
   if last == version or not is_version(last) then
     return last ~= version
   end
+  -- Two versions of one length and sign (their epochs too: a digest is 32 characters) order as their
+  -- epochs do wherever the epochs differ, since the epoch comes first: a greater text is a later
+  -- epoch, or the same epoch with another digest. Either is new, with no epoch cut out of the texts.
+  if #last == #version and byte(last) ~= MINUS and byte(version) ~= MINUS and version > last then
+    return true
+  end
   -- newer, or the same epoch with another digest (the versions differ)
   return compare(epoch or epoch_of(version), epoch_of(last)) >= 0
 end
