@@ -86,17 +86,16 @@ def test_smoke_run_writes_json_and_png_and_cleans_up(tmp_path, redis_client):
         assert left.fetchone()[0] == 0
 
 
-def test_emit_cost_smoke_run_prints_each_part(redis_client):
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "benchmarks" / "emit_cost.py"),
-        "--rounds",
-        "1",
-        "--batches",
-        "2",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+def _benchmark(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run benchmarks/<script> with ``args`` from the project root; it must succeed."""
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_emit_cost_smoke_run_prints_each_part(redis_client):
+    done = _benchmark("emit_cost.py", "--rounds", "1", "--batches", "2", timeout=120)
     for part in ("emit.lua", "digest HSET", "ZADD to seen", "HMGET reads", "without the XADD"):
         assert part in done.stdout, part
     assert not redis_client.keys("{emit-cost:*")  # nothing left behind
@@ -104,10 +103,7 @@ def test_emit_cost_smoke_run_prints_each_part(redis_client):
 
 def test_instruction_counts_smoke_run_prints_each_stage(tmp_path):
     out = tmp_path / "instructions.json"
-    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "instructions.py"), "--rows", "2000"]
-    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _benchmark("instructions.py", "--rows", "2000", "--json", str(out))
     result = json.loads(out.read_text())
     per_row = result["instructions_per_row"]
     # every stage ran on the rows: fetch and digest cost something per row, far less than a million
@@ -125,10 +121,7 @@ def test_instruction_counts_smoke_run_prints_each_stage(tmp_path):
 def test_redis_instruction_counts_smoke_run_counts_each_step(tmp_path):
     """One batch per step, counted by callgrind on a redis-server the script starts and stops itself."""
     out = tmp_path / "redis.json"
-    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "redis_instructions.py"), "--batches", "1"]
-    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _benchmark("redis_instructions.py", "--batches", "1", "--json", str(out))
     today = json.loads(out.read_text())["today"]
     assert set(today) == {"new", "changed", "older", "precheck"}
     # an XADD per new or changed row costs thousands of instructions; a read-only check of a known row less
@@ -138,8 +131,5 @@ def test_redis_instruction_counts_smoke_run_counts_each_step(tmp_path):
 
 def test_cycle_instructions_harness_runs_its_cycles_without_valgrind():
     """The whole-cycle count needs five minutes of valgrind; CI runs its cycles, checked, without it."""
-    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "cycle_instructions.py"), "--rows", "500"]
-    done = subprocess.run([*command, "--no-valgrind"], capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _benchmark("cycle_instructions.py", "--rows", "500", "--no-valgrind")
     assert "cycles ran" in done.stdout
